@@ -1,0 +1,89 @@
+// swift-tools-version:6.1
+import Foundation
+import PackageDescription
+
+// librdkafka >= 2.1 is required (Debian 12 ships 2.0.2, which fails the handshake with modern brokers).
+// `scripts/setup` builds 2.8.0 into a cache outside the clone; compile against it and bake its path in as an
+// rpath so the binaries load that library, never the system's older one. Override with SLUICE_RDKAFKA_PREFIX.
+let environment = ProcessInfo.processInfo.environment
+let rdkafkaPrefix: String? = {
+    let candidate =
+        environment["SLUICE_RDKAFKA_PREFIX"]
+        ?? "\(environment["SLUICE_CACHE"] ?? "\(environment["HOME"] ?? "/root")/.cache/sluice")/librdkafka-2.8.0"
+    return FileManager.default.fileExists(atPath: "\(candidate)/include/librdkafka/rdkafka.h") ? candidate : nil
+}()
+let rdkafkaCFlags: [String] = rdkafkaPrefix.map { ["-I\($0)/include"] } ?? []
+let rdkafkaSwiftFlags: [String] = rdkafkaPrefix.map { ["-Xcc", "-I\($0)/include"] } ?? []
+let rdkafkaLinkerFlags: [String] =
+    (rdkafkaPrefix.map { ["-L\($0)/lib", "-Xlinker", "-rpath", "-Xlinker", "\($0)/lib"] } ?? []) + ["-lrdkafka"]
+
+let strictSwiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+    .unsafeFlags(rdkafkaSwiftFlags),
+]
+
+let package = Package(
+    name: "sluice",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "SluiceKafka", targets: ["SluiceKafka"]),
+        .executable(name: "sluice", targets: ["sluice"]),
+        .executable(name: "sluice-bench", targets: ["sluice-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        // C layer: librdkafka's headers plus a few non-variadic shims Swift can call.
+        .target(
+            name: "CRDKafka",
+            cSettings: [.unsafeFlags(rdkafkaCFlags)],
+            linkerSettings: [.unsafeFlags(rdkafkaLinkerFlags)]
+        ),
+        // The Kafka client: producer, consumer, admin. Hides every librdkafka pointer.
+        .target(
+            name: "SluiceKafka",
+            dependencies: ["CRDKafka", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSwiftSettings
+        ),
+        // Test support: the local broker, unique topics, polling with a deadline, independent clients.
+        .target(
+            name: "SluiceTesting",
+            dependencies: ["SluiceKafka", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSwiftSettings
+        ),
+        // Raw-librdkafka baselines (C) that the benchmark measures Sluice against in the same run.
+        .target(
+            name: "SluiceBenchBaseline",
+            dependencies: ["CRDKafka"],
+            cSettings: [.unsafeFlags(rdkafkaCFlags + ["-O2"])]
+        ),
+        .executableTarget(
+            name: "sluice",
+            dependencies: [
+                "SluiceKafka",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwiftSettings
+        ),
+        .executableTarget(
+            name: "sluice-bench",
+            dependencies: [
+                "SluiceKafka", "SluiceBenchBaseline",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwiftSettings
+        ),
+        .testTarget(
+            name: "SluiceKafkaTests",
+            dependencies: ["SluiceKafka", "SluiceTesting", "CRDKafka"],
+            swiftSettings: strictSwiftSettings
+        ),
+    ]
+)

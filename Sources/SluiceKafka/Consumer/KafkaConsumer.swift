@@ -1,0 +1,553 @@
+internal import CRDKafka
+import Dispatch
+public import Logging
+import Synchronization
+
+/// A consumer-group member that reads messages through librdkafka.
+///
+/// A dedicated poll thread takes batches from librdkafka and hands them over through a bounded buffer
+/// (``KafkaConsumerConfiguration/maxBufferedMessages``): when the reader falls behind, the consumer pauses its
+/// partitions in librdkafka (it stays in the group) and resumes them once the reader has caught up, so memory
+/// stays bounded by configuration. Rebalances are delivered to `onRebalance` before the partitions change hands.
+///
+/// Offsets are never committed behind the caller's back: store or commit the ``KafkaConsumerMessage/nextOffset``
+/// of messages that are done.
+///
+/// ```swift
+/// let consumer = try KafkaConsumer(configuration: .init(bootstrapServers: servers, groupID: "billing"))
+/// try consumer.subscribe(topics: ["orders"])
+/// for try await message in consumer.messages {
+///     try await handle(message)
+///     try await consumer.commit([message.nextOffset])
+/// }
+/// ```
+public final class KafkaConsumer: Sendable {
+    /// Receives rebalance events on the consumer's behalf; the consumer waits for it to return.
+    /// - Important: Do not call ``close()`` from it (close waits for the handler).
+    public typealias RebalanceHandler = @Sendable (KafkaRebalanceEvent) async -> Void
+
+    private let client: RDKafkaClient
+    private let shared: Shared
+    private let pollThread = RDKafkaPollThread()
+    /// The configuration this consumer was created with.
+    public let configuration: KafkaConsumerConfiguration
+
+    /// The messages handed over by this consumer. Iterate from one task.
+    public var messages: KafkaConsumerMessages { KafkaConsumerMessages(buffer: shared.buffer) }
+    /// The same messages as batches. Iterate either ``messages`` or this, from one task.
+    public var messageBatches: KafkaConsumerMessageBatches { KafkaConsumerMessageBatches(buffer: shared.buffer) }
+
+    /// Creates a consumer and starts its poll thread. Call ``subscribe(topics:)`` (or ``assign(_:)``) next.
+    ///
+    /// - Parameters:
+    ///   - configuration: the consumer settings.
+    ///   - logger: where librdkafka's logs and the consumer's own go.
+    ///   - onRebalance: called with every assignment change, on the consumer's behalf, before partitions change
+    ///     hands.
+    /// - Throws: ``KafkaError`` with ``KafkaError/Code/invalidConfiguration`` naming an unknown or invalid
+    ///   property, or ``KafkaError/Code/unsupportedLibrary``.
+    public init(
+        configuration: KafkaConsumerConfiguration, logger: Logger = Logger(label: "sluice.kafka.consumer"),
+        onRebalance: RebalanceHandler? = nil
+    ) throws {
+        self.configuration = configuration
+        var logger = logger
+        logger[metadataKey: LogKey.client] = .string(configuration.client.clientID)
+        logger[metadataKey: LogKey.groupID] = .string(configuration.groupID)
+        let pollThread = self.pollThread
+        let queueBox = QueueBox()
+        let buffer = KafkaConsumerMessageBuffer(capacity: configuration.maxBufferedMessages) {
+            queueBox.wake()
+        }
+        let shared = Shared(logger: logger, buffer: buffer, onRebalance: onRebalance)
+        self.shared = shared
+        let context = RDKafkaClientContext(
+            logger: logger,
+            onError: { shared.report($0) },
+            onRebalance: { rk, code, list in shared.rebalance(rk: rk, code: code, list: list) },
+            onCommit: { code, offsets in shared.asyncCommitted(code: code, offsets: offsets) })
+        let client = try RDKafkaClient(kind: .consumer, properties: configuration.librdkafkaProperties(), context: context)
+        self.client = client
+        queueBox.set(client)
+        let batchSize = max(configuration.pollBatchSize, 1)
+        pollThread.start(name: "sluice-consumer-poll") {
+            Self.pollLoop(client: client, shared: shared, pollThread: pollThread, batchSize: batchSize)
+        }
+    }
+
+    deinit {
+        pollThread.requestStop()
+        if let queue = client.consumerQueue { rd_kafka_queue_yield(queue) }
+    }
+
+    // MARK: - Subscription and assignment
+
+    /// Joins the group for these topics (names, or regular expressions starting with `^`).
+    /// - Throws: ``KafkaError/Code/subscription`` when librdkafka rejects the subscription.
+    public func subscribe(topics: [String]) throws {
+        try checkOpen("subscribe")
+        let raw = RDKafkaTopicPartitionList.with(topics.map { KafkaTopicPartition(topic: $0, partition: -1) }) {
+            rd_kafka_subscribe(client.handle, $0)
+        }
+        guard raw == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            throw KafkaError.rdkafka(raw, as: .subscription, context: "subscribing to \(topics)")
+        }
+    }
+
+    /// Joins the group for every topic whose name matches `pattern` (a POSIX regular expression; `^` is added
+    /// when missing). Topics created later are picked up at the next metadata refresh.
+    public func subscribe(pattern: String) throws {
+        try subscribe(topics: [pattern.hasPrefix("^") ? pattern : "^" + pattern])
+    }
+
+    /// Reads exactly these partitions from these offsets, outside group management (no rebalances).
+    public func assign(_ partitions: [KafkaTopicPartitionOffset]) throws {
+        try checkOpen("assign")
+        let raw = RDKafkaTopicPartitionList.with(partitions) { rd_kafka_assign(client.handle, $0) }
+        guard raw == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            throw KafkaError.rdkafka(raw, as: .rebalance, context: "assigning \(partitions)")
+        }
+        shared.state.withLock { $0.assignment = Set(partitions.map(\.topicPartition)) }
+    }
+
+    /// The partitions currently assigned to this consumer.
+    public var assignment: Set<KafkaTopicPartition> { shared.state.withLock { $0.assignment } }
+
+    // MARK: - Flow control
+
+    /// Stops fetching from these partitions until ``resume(_:)``; others keep flowing. The consumer stays in
+    /// the group. Messages already handed over are not recalled.
+    public func pause(_ partitions: [KafkaTopicPartition]) throws {
+        try checkOpen("pause")
+        shared.state.withLock { $0.userPaused.formUnion(partitions) }
+        try RDKafkaTopicPartitionList.with(partitions) { list in
+            let raw = rd_kafka_pause_partitions(client.handle, list)
+            if raw != RD_KAFKA_RESP_ERR_NO_ERROR {
+                throw KafkaError.rdkafka(raw, as: .partitions, context: "pausing \(partitions)")
+            }
+        }
+    }
+
+    /// Resumes fetching from partitions paused with ``pause(_:)`` (unless the consumer itself holds them paused
+    /// for backpressure, in which case they resume when the reader catches up).
+    public func resume(_ partitions: [KafkaTopicPartition]) throws {
+        try checkOpen("resume")
+        let toResume = shared.state.withLock { state in
+            state.userPaused.subtract(partitions)
+            return partitions.filter { !state.backpressurePaused.contains($0) }
+        }
+        guard !toResume.isEmpty else { return }
+        try RDKafkaTopicPartitionList.with(toResume) { list in
+            let raw = rd_kafka_resume_partitions(client.handle, list)
+            if raw != RD_KAFKA_RESP_ERR_NO_ERROR {
+                throw KafkaError.rdkafka(raw, as: .partitions, context: "resuming \(toResume)")
+            }
+        }
+        if let queue = client.consumerQueue { rd_kafka_queue_yield(queue) }
+    }
+
+    /// Partitions paused by ``pause(_:)`` or by the consumer for backpressure.
+    public var pausedPartitions: Set<KafkaTopicPartition> {
+        shared.state.withLock { $0.userPaused.union($0.backpressurePaused) }
+    }
+
+    /// Messages waiting in the hand-over buffer (not yet taken by the reader).
+    public var bufferedMessageCount: Int { shared.buffer.count }
+
+    // MARK: - Offsets
+
+    /// Stores positions to be committed by the next ``commitStored()`` (or by auto-commit when enabled).
+    /// Each offset is the next one to read: `message.offset + 1`.
+    public func storeOffsets(_ offsets: [KafkaTopicPartitionOffset]) throws {
+        try checkOpen("storeOffsets")
+        try RDKafkaTopicPartitionList.with(offsets) { list in
+            let raw = rd_kafka_offsets_store(client.handle, list)
+            if raw != RD_KAFKA_RESP_ERR_NO_ERROR {
+                throw KafkaError.rdkafka(raw, as: .offsets, context: "storing offsets \(offsets)")
+            }
+            if let (partition, error) = RDKafkaTopicPartitionList.firstError(list) {
+                throw KafkaError.rdkafka(error, as: .offsets, context: "storing the offset of \(partition)")
+            }
+        }
+    }
+
+    /// Commits these positions and waits for the group coordinator's answer. Each offset is the next one to
+    /// read. Safe to call from the rebalance handler.
+    /// - Throws: ``KafkaError/Code/commit`` with the broker's reason (retriable ones marked ``KafkaError/isRetriable``).
+    public func commit(_ offsets: [KafkaTopicPartitionOffset]) async throws {
+        try checkOpen("commit")
+        guard !offsets.isEmpty else { return }
+        let client = self.client
+        try await RDKafkaBlocking.run {
+            try RDKafkaTopicPartitionList.with(offsets) { list in
+                let raw = rd_kafka_commit(client.handle, list, 0)
+                if raw != RD_KAFKA_RESP_ERR_NO_ERROR {
+                    throw KafkaError.rdkafka(raw, as: .commit, context: "committing \(offsets)")
+                }
+                if let (partition, error) = RDKafkaTopicPartitionList.firstError(list) {
+                    throw KafkaError.rdkafka(error, as: .commit, context: "committing the offset of \(partition)")
+                }
+            }
+        }
+    }
+
+    /// Commits the offsets stored with ``storeOffsets(_:)`` and waits for the answer. Nothing stored is not an
+    /// error.
+    public func commitStored() async throws {
+        try checkOpen("commit")
+        let client = self.client
+        try await RDKafkaBlocking.run {
+            let raw = rd_kafka_commit(client.handle, nil, 0)
+            if raw != RD_KAFKA_RESP_ERR_NO_ERROR && raw != RD_KAFKA_RESP_ERR__NO_OFFSET {
+                throw KafkaError.rdkafka(raw, as: .commit, context: "committing stored offsets")
+            }
+        }
+    }
+
+    /// Sends a commit of these positions and returns at once; `completion` (optional) is called on the poll
+    /// thread with the outcome. Failures are logged either way.
+    public func commitAsync(
+        _ offsets: [KafkaTopicPartitionOffset], completion: (@Sendable (Result<Void, KafkaError>) -> Void)? = nil
+    ) throws {
+        try checkOpen("commit")
+        guard !offsets.isEmpty else {
+            completion?(.success(()))
+            return
+        }
+        let box = Unmanaged.passRetained(CommitCompletionBox(offsets: offsets, completion: completion, logger: shared.logger))
+        let raw = RDKafkaTopicPartitionList.with(offsets) { list in
+            rd_kafka_commit_queue(client.handle, list, client.consumerQueue, commitQueueCallback, box.toOpaque())
+        }
+        if raw != RD_KAFKA_RESP_ERR_NO_ERROR {
+            box.release()
+            throw KafkaError.rdkafka(raw, as: .commit, context: "committing \(offsets)")
+        }
+    }
+
+    /// The group's committed positions for these partitions (``KafkaOffset/invalid`` where none).
+    public func committed(
+        _ partitions: [KafkaTopicPartition], timeout: Duration? = nil
+    ) async throws -> [KafkaTopicPartitionOffset] {
+        try checkOpen("committed")
+        let client = self.client
+        let timeoutMs = (timeout ?? configuration.client.requestTimeout).milliseconds
+        return try await RDKafkaBlocking.run {
+            try RDKafkaTopicPartitionList.with(partitions) { list in
+                let raw = rd_kafka_committed(client.handle, list, timeoutMs)
+                if raw != RD_KAFKA_RESP_ERR_NO_ERROR {
+                    throw KafkaError.rdkafka(raw, as: .offsets, context: "querying committed offsets of \(partitions)")
+                }
+                return RDKafkaTopicPartitionList.offsets(list)
+            }
+        }
+    }
+
+    /// The partition's low and high watermarks, asked of the broker.
+    public func watermarks(topic: String, partition: Int32, timeout: Duration? = nil) async throws -> KafkaWatermarks {
+        try checkOpen("watermarks")
+        let client = self.client
+        let timeoutMs = (timeout ?? configuration.client.requestTimeout).milliseconds
+        return try await RDKafkaBlocking.run {
+            var low: Int64 = 0
+            var high: Int64 = 0
+            let raw = rd_kafka_query_watermark_offsets(client.handle, topic, partition, &low, &high, timeoutMs)
+            if raw != RD_KAFKA_RESP_ERR_NO_ERROR {
+                throw KafkaError.rdkafka(raw, as: .offsets, context: "querying watermarks of \(topic)[\(partition)]")
+            }
+            return KafkaWatermarks(low: low, high: high)
+        }
+    }
+
+    /// Moves an assigned partition's fetch position: the next message handed over is the one at `offset`
+    /// (or a logical ``KafkaOffset``). Buffered messages of that partition are dropped.
+    public func seek(_ position: KafkaTopicPartitionOffset, timeout: Duration? = nil) async throws {
+        try checkOpen("seek")
+        let client = self.client
+        let timeoutMs = (timeout ?? configuration.client.requestTimeout).milliseconds
+        shared.buffer.removeMessages(of: [position.topicPartition])
+        try await RDKafkaBlocking.run {
+            try RDKafkaTopicPartitionList.with([position]) { list in
+                if let error = rd_kafka_seek_partitions(client.handle, list, timeoutMs) {
+                    throw KafkaError.consuming(error, as: .seek, context: "seeking \(position)")
+                }
+                if let (partition, error) = RDKafkaTopicPartitionList.firstError(list) {
+                    throw KafkaError.rdkafka(error, as: .seek, context: "seeking \(partition)")
+                }
+            }
+        }
+    }
+
+    // MARK: - Closing
+
+    /// Leaves the group cleanly (revoking the assignment through the rebalance handler first), ends ``messages``
+    /// and releases the client. Further calls throw ``KafkaError/Code/closed``.
+    public func close() async {
+        shared.state.withLock { $0.isClosed = true }
+        pollThread.requestStop()
+        if let queue = client.consumerQueue { rd_kafka_queue_yield(queue) }
+        await pollThread.waitForExit()
+    }
+
+    private func checkOpen(_ operation: String) throws {
+        try shared.state.withLock { state in
+            if let fatal = state.fatalError { throw fatal }
+            if state.isClosed { throw KafkaError.closed(operation) }
+        }
+    }
+
+    // MARK: - Poll loop (runs on the dedicated poll thread)
+
+    private static func pollLoop(client: RDKafkaClient, shared: Shared, pollThread: RDKafkaPollThread, batchSize: Int) {
+        guard let queue = client.consumerQueue else { return }
+        let slots = UnsafeMutablePointer<UnsafeMutablePointer<rd_kafka_message_t>?>.allocate(capacity: batchSize)
+        defer { slots.deallocate() }
+        var topicNames: [OpaquePointer: String] = [:]
+        while !pollThread.isStopRequested {
+            shared.resumeIfDrained(client.handle)
+            let received = rd_kafka_consume_batch_queue(queue, 100, slots, batchSize)
+            guard received > 0 else { continue }
+            var batch: [KafkaConsumerMessage] = []
+            batch.reserveCapacity(received)
+            for index in 0..<received {
+                guard let pointer = slots[index] else { continue }
+                defer { rd_kafka_message_destroy(pointer) }
+                if pointer.pointee.err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                    shared.messageError(pointer)
+                    continue
+                }
+                batch.append(KafkaConsumerMessage(pointer, topicNames: &topicNames))
+            }
+            if shared.buffer.append(batch) { shared.pauseForBackpressure(client.handle) }
+        }
+        // Leave the group: librdkafka revokes the assignment through the rebalance callback on this thread.
+        let raw = rd_kafka_consumer_close(client.handle)
+        if raw != RD_KAFKA_RESP_ERR_NO_ERROR {
+            shared.logger.warning("closing the consumer: \(KafkaErrorCode(raw))")
+        }
+        shared.buffer.finish(shared.state.withLock { $0.fatalError }.map { .failed($0) } ?? .finished)
+    }
+}
+
+extension KafkaConsumer {
+    /// The consumer's state shared between the public API, the poll thread and librdkafka's callbacks.
+    final class Shared: Sendable {
+        struct State {
+            var assignment: Set<KafkaTopicPartition> = []
+            var userPaused: Set<KafkaTopicPartition> = []
+            var backpressurePaused: Set<KafkaTopicPartition> = []
+            var isClosed = false
+            var fatalError: KafkaError?
+        }
+
+        let state = Mutex(State())
+        let logger: Logger
+        let buffer: KafkaConsumerMessageBuffer
+        let onRebalance: RebalanceHandler?
+
+        init(logger: Logger, buffer: KafkaConsumerMessageBuffer, onRebalance: RebalanceHandler?) {
+            self.logger = logger
+            self.buffer = buffer
+            self.onRebalance = onRebalance
+        }
+
+        func report(_ error: KafkaError) {
+            if error.isFatal {
+                state.withLock { $0.fatalError = error }
+                logger.critical("consumer fatal error: \(error)")
+                buffer.finish(.failed(error))
+            } else {
+                logger.warning("consumer error: \(error)")
+            }
+        }
+
+        func messageError(_ message: UnsafeMutablePointer<rd_kafka_message_t>) {
+            let raw = message.pointee.err
+            if raw == RD_KAFKA_RESP_ERR__PARTITION_EOF { return }
+            let topic = message.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? "?"
+            let text = rd_kafka_message_errstr(message).map { String(cString: $0) } ?? ""
+            report(.rdkafka(raw, as: .consume, context: "consuming \(topic)[\(message.pointee.partition)]: \(text)"))
+        }
+
+        /// Pauses every fetching partition because the hand-over buffer is full (poll thread).
+        func pauseForBackpressure(_ rk: OpaquePointer) {
+            let toPause = state.withLock { state -> [KafkaTopicPartition] in
+                let fetching = state.assignment.subtracting(state.userPaused).subtracting(state.backpressurePaused)
+                state.backpressurePaused.formUnion(fetching)
+                return Array(fetching)
+            }
+            if !toPause.isEmpty {
+                RDKafkaTopicPartitionList.with(toPause) { _ = rd_kafka_pause_partitions(rk, $0) }
+                logger.debug("hand-over buffer full: paused \(toPause.count) partitions")
+            }
+            _ = buffer.setBackpressurePaused(true)
+        }
+
+        /// Resumes partitions paused for backpressure once the reader drained the buffer (poll thread).
+        func resumeIfDrained(_ rk: OpaquePointer) {
+            guard buffer.isBackpressurePaused, buffer.count <= buffer.resumeThreshold else { return }
+            let toResume = state.withLock { state -> [KafkaTopicPartition] in
+                defer { state.backpressurePaused = [] }
+                return Array(state.backpressurePaused.subtracting(state.userPaused))
+            }
+            if !toResume.isEmpty {
+                RDKafkaTopicPartitionList.with(toResume) { _ = rd_kafka_resume_partitions(rk, $0) }
+                logger.debug("hand-over buffer drained: resumed \(toResume.count) partitions")
+            }
+            _ = buffer.setBackpressurePaused(false)
+        }
+
+        /// librdkafka's rebalance callback (poll thread): apply the change and tell the handler, in the order
+        /// that keeps "before the partitions change hands" true.
+        func rebalance(rk: OpaquePointer, code: rd_kafka_resp_err_t, list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) {
+            let partitions = RDKafkaTopicPartitionList.partitions(list)
+            let isCooperative = sluice_is_cooperative(rk) != 0
+            switch code {
+            case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+                if isCooperative {
+                    if let error = rd_kafka_incremental_assign(rk, list) {
+                        report(.consuming(error, as: .rebalance, context: "incremental assign of \(partitions)"))
+                    }
+                } else {
+                    let raw = rd_kafka_assign(rk, list)
+                    if raw != RD_KAFKA_RESP_ERR_NO_ERROR {
+                        report(.rdkafka(raw, as: .rebalance, context: "assign of \(partitions)"))
+                    }
+                }
+                let pauseNew = state.withLock { state -> Bool in
+                    state.assignment.formUnion(partitions)
+                    if !state.backpressurePaused.isEmpty || buffer.isBackpressurePaused {
+                        state.backpressurePaused.formUnion(partitions)
+                        return true
+                    }
+                    return false
+                }
+                if pauseNew, let list { _ = rd_kafka_pause_partitions(rk, list) }
+                logger.info("assigned \(partitions.count) partitions", metadata: [LogKey.partitions: "\(partitions)"])
+                deliver(.assigned(partitions))
+            case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+                let isLost = rd_kafka_assignment_lost(rk) != 0
+                buffer.removeMessages(of: Set(partitions))
+                logger.info(
+                    "\(isLost ? "lost" : "revoking") \(partitions.count) partitions",
+                    metadata: [LogKey.partitions: "\(partitions)"])
+                deliver(isLost ? .lost(partitions) : .revoked(partitions))
+                if isCooperative {
+                    if let error = rd_kafka_incremental_unassign(rk, list) {
+                        report(.consuming(error, as: .rebalance, context: "incremental unassign of \(partitions)"))
+                    }
+                } else {
+                    _ = rd_kafka_assign(rk, nil)
+                }
+                state.withLock { state in
+                    if isCooperative {
+                        state.assignment.subtract(partitions)
+                    } else {
+                        state.assignment = []
+                    }
+                    state.userPaused.subtract(partitions)
+                    state.backpressurePaused.subtract(partitions)
+                }
+            default:
+                report(.rdkafka(code, as: .rebalance, context: "rebalance"))
+                _ = rd_kafka_assign(rk, nil)
+                state.withLock { $0.assignment = [] }
+            }
+        }
+
+        /// Runs the rebalance handler and blocks the poll thread (never a cooperative thread) until it returns.
+        private func deliver(_ event: KafkaRebalanceEvent) {
+            guard let onRebalance else { return }
+            let done = DispatchSemaphore(value: 0)
+            Task {
+                await onRebalance(event)
+                done.signal()
+            }
+            done.wait()
+        }
+
+        func asyncCommitted(code: rd_kafka_resp_err_t, offsets: [KafkaTopicPartitionOffset]) {
+            if code != RD_KAFKA_RESP_ERR_NO_ERROR && code != RD_KAFKA_RESP_ERR__NO_OFFSET {
+                logger.warning("asynchronous commit failed: \(KafkaErrorCode(code))")
+            }
+        }
+    }
+
+    /// Lets the hand-over buffer wake the poll thread (set once, right after the client exists).
+    final class QueueBox: Sendable {
+        private let client = Mutex<RDKafkaClient?>(nil)
+        func set(_ value: RDKafkaClient) { client.withLock { $0 = value } }
+        func wake() {
+            if let queue = client.withLock({ $0 })?.consumerQueue { rd_kafka_queue_yield(queue) }
+        }
+    }
+}
+
+/// Context of one ``KafkaConsumer/commitAsync(_:completion:)`` call: retained into librdkafka's opaque,
+/// released in ``commitQueueCallback``.
+final class CommitCompletionBox {
+    let offsets: [KafkaTopicPartitionOffset]
+    let completion: (@Sendable (Result<Void, KafkaError>) -> Void)?
+    let logger: Logger
+
+    init(offsets: [KafkaTopicPartitionOffset], completion: (@Sendable (Result<Void, KafkaError>) -> Void)?, logger: Logger) {
+        self.offsets = offsets
+        self.completion = completion
+        self.logger = logger
+    }
+}
+
+private func commitQueueCallback(
+    _ rk: OpaquePointer?, _ code: rd_kafka_resp_err_t, _ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?,
+    _ opaque: UnsafeMutableRawPointer?
+) {
+    guard let opaque else { return }
+    let box = Unmanaged<CommitCompletionBox>.fromOpaque(opaque).takeRetainedValue()
+    var failure: KafkaError?
+    if code != RD_KAFKA_RESP_ERR_NO_ERROR {
+        failure = .rdkafka(code, as: .commit, context: "committing \(box.offsets)")
+    } else if let list, let (partition, error) = RDKafkaTopicPartitionList.firstError(list) {
+        failure = .rdkafka(error, as: .commit, context: "committing the offset of \(partition)")
+    }
+    if let failure { box.logger.warning("asynchronous commit failed: \(failure)") }
+    box.completion?(failure.map { .failure($0) } ?? .success(()))
+}
+
+extension KafkaConsumerMessage {
+    /// Copies a librdkafka message (which the caller destroys right after).
+    init(_ pointer: UnsafeMutablePointer<rd_kafka_message_t>, topicNames: inout [OpaquePointer: String]) {
+        let message = pointer.pointee
+        let topic: String
+        if let rkt = message.rkt {
+            if let cached = topicNames[rkt] {
+                topic = cached
+            } else {
+                topic = String(cString: rd_kafka_topic_name(rkt))
+                topicNames[rkt] = topic
+            }
+        } else {
+            topic = ""
+        }
+        let key = message.key.map { Array(UnsafeRawBufferPointer(start: $0, count: message.key_len)) }
+        let value = message.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: message.len)) }
+        var headers: [KafkaHeader] = []
+        var rawHeaders: OpaquePointer?
+        if rd_kafka_message_headers(pointer, &rawHeaders) == RD_KAFKA_RESP_ERR_NO_ERROR, let rawHeaders {
+            var index = 0
+            var name: UnsafePointer<CChar>?
+            var valuePointer: UnsafeRawPointer?
+            var size = 0
+            while rd_kafka_header_get_all(rawHeaders, index, &name, &valuePointer, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
+                headers.append(
+                    KafkaHeader(
+                        name: name.map { String(cString: $0) } ?? "",
+                        value: valuePointer.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) }))
+                index += 1
+            }
+        }
+        var timestampType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
+        let timestamp = rd_kafka_message_timestamp(pointer, &timestampType)
+        self.init(
+            topic: topic, partition: message.partition, offset: message.offset, key: key, value: value,
+            headers: headers, timestamp: KafkaTimestamp(rdkafka: timestamp, type: timestampType))
+    }
+}

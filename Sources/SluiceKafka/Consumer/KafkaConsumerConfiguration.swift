@@ -1,0 +1,77 @@
+/// Settings of a ``KafkaConsumer``.
+public struct KafkaConsumerConfiguration: Sendable {
+    /// Shared client settings (brokers, client id, security, raw properties).
+    public var client: KafkaClientConfiguration
+    /// The consumer group. Default: none (required).
+    public var groupID: String
+    /// Where to start in a partition with no committed offset. Default: ``OffsetReset/earliest``.
+    public var autoOffsetReset: OffsetReset = .earliest
+    /// How long the group waits for a silent member before rebalancing its partitions away.
+    /// Default: 10 seconds (librdkafka's 45 s makes group joins slow).
+    public var sessionTimeout: Duration = .seconds(10)
+    /// How the group splits partitions. Default: ``AssignmentStrategy/cooperativeSticky``.
+    public var assignmentStrategy: AssignmentStrategy = .cooperativeSticky
+    /// Commit stored offsets periodically in the background. Default: `false`: Sluice commits explicitly,
+    /// only what was acknowledged.
+    public var isAutoCommitEnabled: Bool = false
+    /// Store each message's offset as soon as it is handed over. Default: `false`: offsets are stored
+    /// only when the caller says the message is done.
+    public var isAutoOffsetStoreEnabled: Bool = false
+    /// At most this many messages wait in Sluice's hand-over buffer; beyond it, partitions are paused in
+    /// librdkafka until the caller catches up. Default: 10,000.
+    public var maxBufferedMessages: Int = 10_000
+    /// At most this many kilobytes per partition in librdkafka's pre-fetch queue (`queued.max.messages.kbytes`).
+    /// Default: 4,096 (4 MiB; librdkafka's own default is 64 MiB).
+    public var maxPrefetchKilobytes: Int = 4096
+    /// At most this many messages in librdkafka's pre-fetch queue (`queued.min.messages`). Default: 10,000.
+    public var minPrefetchMessages: Int = 10_000
+    /// How many messages the poll thread takes from librdkafka in one call. Default: 1,024.
+    public var pollBatchSize: Int = 1024
+
+    /// Creates consumer settings for the given bootstrap servers and group.
+    public init(bootstrapServers: [String], groupID: String) {
+        self.client = KafkaClientConfiguration(bootstrapServers: bootstrapServers)
+        self.groupID = groupID
+    }
+
+    /// Creates consumer settings from shared client settings.
+    public init(client: KafkaClientConfiguration, groupID: String) {
+        self.client = client
+        self.groupID = groupID
+    }
+
+    /// Where a partition with no committed offset starts.
+    public struct OffsetReset: Hashable, Sendable {
+        let value: String
+        /// The oldest retained message.
+        public static let earliest = OffsetReset(value: "earliest")
+        /// Only messages produced from now on.
+        public static let latest = OffsetReset(value: "latest")
+        /// Fail with an error instead of guessing.
+        public static let error = OffsetReset(value: "error")
+    }
+
+    /// How a consumer group splits partitions among its members.
+    public struct AssignmentStrategy: Hashable, Sendable {
+        let value: String
+        /// Incremental (cooperative) rebalancing: only moved partitions are revoked. Recommended.
+        public static let cooperativeSticky = AssignmentStrategy(value: "cooperative-sticky")
+        /// Eager range assignment: every rebalance revokes everything first.
+        public static let range = AssignmentStrategy(value: "range")
+        /// Eager round-robin assignment.
+        public static let roundRobin = AssignmentStrategy(value: "roundrobin")
+    }
+
+    func librdkafkaProperties() -> [(String, String)] {
+        client.librdkafkaProperties() + [
+            ("group.id", groupID),
+            ("auto.offset.reset", autoOffsetReset.value),
+            ("session.timeout.ms", String(sessionTimeout.milliseconds)),
+            ("partition.assignment.strategy", assignmentStrategy.value),
+            ("enable.auto.commit", isAutoCommitEnabled ? "true" : "false"),
+            ("enable.auto.offset.store", isAutoOffsetStoreEnabled ? "true" : "false"),
+            ("queued.max.messages.kbytes", String(maxPrefetchKilobytes)),
+            ("queued.min.messages", String(minPrefetchMessages)),
+        ]
+    }
+}

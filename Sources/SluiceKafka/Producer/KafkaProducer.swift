@@ -1,0 +1,307 @@
+internal import CRDKafka
+public import Logging
+import Synchronization
+
+/// Produces messages to Kafka through librdkafka, batching them (``KafkaProducerConfiguration/linger``) and
+/// reporting each delivery.
+///
+/// Two ways to send:
+/// - ``send(_:)`` awaits the delivery report: simple, one message at a time per task.
+/// - ``send(_:onDelivery:)`` returns as soon as librdkafka accepted the message and calls back on delivery:
+///   for pipelines that keep many messages in flight.
+///
+/// Both await room (they never drop or spin) when librdkafka's local queue is full.
+///
+/// ```swift
+/// let producer = try KafkaProducer(configuration: .init(bootstrapServers: ["127.0.0.1:9092"]))
+/// let report = try await producer.send(KafkaProducerMessage(topic: "orders", key: "o-1", value: "{}"))
+/// try await producer.close()
+/// ```
+public final class KafkaProducer: Sendable {
+    /// Called once per message with its delivery report or the reason it was not delivered.
+    /// - Important: It runs on the producer's poll thread: keep it short and never block in it.
+    public typealias DeliveryHandler = @Sendable (Result<KafkaDeliveryReport, KafkaError>) -> Void
+
+    private struct State {
+        var isClosed = false
+        var fatalError: KafkaError?
+        /// Senders waiting for room in librdkafka's full queue; woken after the poll thread served deliveries.
+        var roomWaiters: [CheckedContinuation<Void, Never>] = []
+        /// Bumped whenever deliveries free room, so a sender never sleeps through a wake-up.
+        var roomGeneration: UInt64 = 0
+    }
+
+    private let client: RDKafkaClient
+    private let pollThread = RDKafkaPollThread()
+    private let state: LockedValue<State>
+    private let logger: Logger
+    /// The configuration this producer was created with.
+    public let configuration: KafkaProducerConfiguration
+
+    /// Creates a producer and starts its poll thread.
+    ///
+    /// - Throws: ``KafkaError`` with ``KafkaError/Code/invalidConfiguration`` naming an unknown or invalid
+    ///   property, or ``KafkaError/Code/unsupportedLibrary`` when the loaded librdkafka is too old.
+    public init(configuration: KafkaProducerConfiguration, logger: Logger = Logger(label: "sluice.kafka.producer")) throws {
+        self.configuration = configuration
+        var logger = logger
+        logger[metadataKey: LogKey.client] = .string(configuration.client.clientID)
+        self.logger = logger
+        let state = LockedValue(State())
+        self.state = state
+        let errorLogger = logger
+        let context = RDKafkaClientContext(logger: logger) { error in
+            if error.isFatal {
+                state.withLock { $0.fatalError = error }
+                errorLogger.critical("producer fatal error: \(error)")
+            } else {
+                errorLogger.warning("producer error: \(error)")
+            }
+        }
+        self.client = try RDKafkaClient(
+            kind: .producer, properties: configuration.librdkafkaProperties(), context: context)
+        let client = self.client
+        let pollThread = self.pollThread
+        pollThread.start(name: "sluice-producer-poll") {
+            Self.pollLoop(client: client, pollThread: pollThread, state: state)
+        }
+    }
+
+    deinit {
+        pollThread.requestStop()
+    }
+
+    private static func pollLoop(client: RDKafkaClient, pollThread: RDKafkaPollThread, state: LockedValue<State>) {
+        while !pollThread.isStopRequested {
+            let served = rd_kafka_poll(client.handle, 100)
+            if served > 0 { wakeRoomWaiters(state) }
+        }
+        // Nothing may be left waiting: fail whatever librdkafka still holds, then serve those reports.
+        rd_kafka_purge(client.handle, Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT))
+        // Purged messages report within a poll or two; bound the wait in case a request never returns.
+        for _ in 0..<100 where rd_kafka_outq_len(client.handle) > 0 {
+            rd_kafka_poll(client.handle, 50)
+        }
+        wakeRoomWaiters(state)
+    }
+
+    private static func wakeRoomWaiters(_ state: LockedValue<State>) {
+        let waiters = state.withLock { state in
+            state.roomGeneration &+= 1
+            defer { state.roomWaiters = [] }
+            return state.roomWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Sends a message and waits for the broker's acknowledgement.
+    ///
+    /// - Returns: where the message was stored.
+    /// - Throws: ``KafkaError``: ``KafkaError/Code/delivery`` when the broker or the message timeout refused it,
+    ///   ``KafkaError/Code/produce`` when librdkafka did not accept it, ``KafkaError/Code/closed`` after ``close()``.
+    public func send(_ message: KafkaProducerMessage) async throws -> KafkaDeliveryReport {
+        let promise = DeliveryPromise()
+        try await send(message, onDelivery: promise.complete)
+        return try await promise.value()
+    }
+
+    /// Hands a message to librdkafka and returns; `onDelivery` is called once with the outcome.
+    ///
+    /// Awaits room when the local queue is full.
+    /// - Throws: ``KafkaError`` if the message cannot be accepted at all (closed producer, unknown partition,
+    ///   message too large); `onDelivery` is not called then.
+    public func send(_ message: KafkaProducerMessage, onDelivery: @escaping DeliveryHandler) async throws {
+        while true {
+            let generation = try state.withLock { state -> UInt64 in
+                if let fatalError = state.fatalError { throw fatalError }
+                if state.isClosed { throw KafkaError.closed("send to \(message.topic)") }
+                return state.roomGeneration
+            }
+            let result = enqueue(message, onDelivery: onDelivery)
+            switch result {
+            case .enqueued:
+                return
+            case .queueFull:
+                await waitForRoom(after: generation)
+            case .failed(let error):
+                throw error
+            }
+        }
+    }
+
+    /// Tries to hand a message to librdkafka without waiting.
+    ///
+    /// - Returns: `false` when librdkafka's local queue is full (nothing was enqueued and `onDelivery` will not
+    ///   be called); `true` when the message was accepted.
+    /// - Throws: as ``send(_:onDelivery:)``.
+    public func trySend(_ message: KafkaProducerMessage, onDelivery: @escaping DeliveryHandler) throws -> Bool {
+        try state.withLock { state in
+            if let fatalError = state.fatalError { throw fatalError }
+            if state.isClosed { throw KafkaError.closed("send to \(message.topic)") }
+        }
+        switch enqueue(message, onDelivery: onDelivery) {
+        case .enqueued: return true
+        case .queueFull: return false
+        case .failed(let error): throw error
+        }
+    }
+
+    private enum EnqueueResult {
+        case enqueued, queueFull, failed(KafkaError)
+    }
+
+    private func enqueue(_ message: KafkaProducerMessage, onDelivery: @escaping DeliveryHandler) -> EnqueueResult {
+        guard let topic = client.topicHandle(message.topic) else {
+            return .failed(KafkaError(code: .produce, message: "cannot create a handle for topic '\(message.topic)'"))
+        }
+        let box = Unmanaged.passRetained(DeliveryBox(topic: message.topic, handler: onDelivery))
+        var headers: OpaquePointer?
+        if !message.headers.isEmpty {
+            headers = rd_kafka_headers_new(message.headers.count)
+            for header in message.headers {
+                if let value = header.value {
+                    value.withUnsafeBytes { bytes in
+                        _ = rd_kafka_header_add(headers, header.name, -1, bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1), bytes.count)
+                    }
+                } else {
+                    _ = rd_kafka_header_add(headers, header.name, -1, nil, 0)
+                }
+            }
+        }
+        let raw = withOptionalBytes(message.key) { key, keyLength in
+            withOptionalBytes(message.value) { value, valueLength in
+                sluice_produce(
+                    client.handle, topic, message.partition ?? RD_KAFKA_PARTITION_UA,
+                    key, keyLength, message.key == nil ? 0 : 1,
+                    value, valueLength, message.value == nil ? 0 : 1,
+                    headers, message.timestampMilliseconds ?? 0, box.toOpaque())
+            }
+        }
+        if raw == RD_KAFKA_RESP_ERR_NO_ERROR { return .enqueued }
+        box.release()
+        if let headers { rd_kafka_headers_destroy(headers) }
+        if raw == RD_KAFKA_RESP_ERR__QUEUE_FULL { return .queueFull }
+        return .failed(.rdkafka(raw, as: .produce, context: "producing to \(message.topic)"))
+    }
+
+    private func waitForRoom(after generation: UInt64) async {
+        await withCheckedContinuation { continuation in
+            let wakeNow = state.withLock { state in
+                if state.roomGeneration != generation || state.isClosed { return true }
+                state.roomWaiters.append(continuation)
+                return false
+            }
+            if wakeNow { continuation.resume() }
+        }
+    }
+
+    /// The number of messages librdkafka holds that are not yet delivered (queued or in flight).
+    public var outstandingCount: Int { Int(rd_kafka_outq_len(client.handle)) }
+
+    /// Waits until every message sent so far is delivered or failed, or `timeout` passes.
+    ///
+    /// - Throws: ``KafkaError/Code/timedOut`` when messages are still outstanding after `timeout`.
+    public func flush(timeout: Duration = .seconds(30)) async throws {
+        let client = self.client
+        let raw = await RDKafkaBlocking.run { rd_kafka_flush(client.handle, timeout.milliseconds) }
+        if raw != RD_KAFKA_RESP_ERR_NO_ERROR {
+            throw KafkaError.rdkafka(raw, as: .timedOut, context: "flush: \(outstandingCount) messages still outstanding after \(timeout)")
+        }
+    }
+
+    /// Flushes (up to `timeout`), then stops the producer. Messages still undelivered after `timeout` fail
+    /// with a purge error in their delivery reports. Later sends throw ``KafkaError/Code/closed``.
+    public func close(timeout: Duration = .seconds(30)) async throws {
+        let alreadyClosed = state.withLock { state in
+            defer { state.isClosed = true }
+            return state.isClosed
+        }
+        if alreadyClosed { return }
+        let flushError: (any Error)?
+        do { try await flush(timeout: timeout); flushError = nil } catch { flushError = error }
+        pollThread.requestStop()
+        await pollThread.waitForExit()
+        if let flushError { throw flushError }
+    }
+}
+
+/// Per-message delivery context: retained into librdkafka's message opaque, released in the delivery callback.
+final class DeliveryBox {
+    let topic: String
+    let handler: KafkaProducer.DeliveryHandler
+
+    init(topic: String, handler: @escaping KafkaProducer.DeliveryHandler) {
+        self.topic = topic
+        self.handler = handler
+    }
+}
+
+/// A one-shot delivery result that one task awaits.
+final class DeliveryPromise: Sendable {
+    private enum State {
+        case pending
+        case waiting(CheckedContinuation<KafkaDeliveryReport, any Error>)
+        case done(Result<KafkaDeliveryReport, KafkaError>)
+    }
+    private let state = Mutex(State.pending)
+
+    var complete: KafkaProducer.DeliveryHandler {
+        { [self] result in
+            let waiter: CheckedContinuation<KafkaDeliveryReport, any Error>? = state.withLock { state in
+                if case .waiting(let continuation) = state {
+                    state = .done(result)
+                    return continuation
+                }
+                state = .done(result)
+                return nil
+            }
+            waiter?.resume(with: result.mapError { $0 as any Error })
+        }
+    }
+
+    func value() async throws -> KafkaDeliveryReport {
+        try await withCheckedThrowingContinuation { continuation in
+            let result: Result<KafkaDeliveryReport, KafkaError>? = state.withLock { state in
+                if case .done(let result) = state { return result }
+                state = .waiting(continuation)
+                return nil
+            }
+            if let result { continuation.resume(with: result.mapError { $0 as any Error }) }
+        }
+    }
+}
+
+/// The delivery-report callback librdkafka calls on the poll thread, once per message.
+func deliveryReportCallback(_ rk: OpaquePointer?, _ message: UnsafePointer<rd_kafka_message_t>?, _ opaque: UnsafeMutableRawPointer?) {
+    guard let message, let boxPointer = message.pointee._private else { return }
+    let box = Unmanaged<DeliveryBox>.fromOpaque(boxPointer).takeRetainedValue()
+    let error = message.pointee.err
+    if error == RD_KAFKA_RESP_ERR_NO_ERROR {
+        var timestampType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
+        let timestamp = rd_kafka_message_timestamp(message, &timestampType)
+        box.handler(
+            .success(
+                KafkaDeliveryReport(
+                    topic: box.topic, partition: message.pointee.partition, offset: message.pointee.offset,
+                    timestamp: KafkaTimestamp(rdkafka: timestamp, type: timestampType))))
+    } else {
+        box.handler(.failure(.rdkafka(error, as: .delivery, context: "delivery to \(box.topic) failed")))
+    }
+}
+
+extension KafkaTimestamp {
+    init?(rdkafka milliseconds: Int64, type: rd_kafka_timestamp_type_t) {
+        switch type {
+        case RD_KAFKA_TIMESTAMP_CREATE_TIME: self.init(milliseconds: milliseconds, kind: .createTime)
+        case RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME: self.init(milliseconds: milliseconds, kind: .logAppendTime)
+        default: return nil
+        }
+    }
+}
+
+/// Calls `body` with a pointer and length for optional bytes (`nil` pointer for `nil` bytes).
+@inline(__always)
+func withOptionalBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeRawPointer?, Int) -> R) -> R {
+    guard let bytes else { return body(nil, 0) }
+    return bytes.withUnsafeBytes { body($0.baseAddress, $0.count) }
+}
