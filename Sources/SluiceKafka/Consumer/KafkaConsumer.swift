@@ -472,12 +472,14 @@ extension KafkaConsumer {
         }
     }
 
-    /// Lets the hand-over buffer wake the poll thread (set once, right after the client exists).
+    /// Lets the hand-over buffer wake the poll thread (set once, right after the client exists). Holds the client
+    /// weakly: the client owns the buffer (through its callback context), so a strong reference would be a cycle.
     final class QueueBox: Sendable {
-        private let client = Mutex<RDKafkaClient?>(nil)
-        func set(_ value: RDKafkaClient) { client.withLock { $0 = value } }
+        private struct WeakClient { weak var value: RDKafkaClient? }
+        private let client = Mutex(WeakClient())
+        func set(_ value: RDKafkaClient) { client.withLock { $0.value = value } }
         func wake() {
-            if let queue = client.withLock({ $0 })?.consumerQueue { rd_kafka_queue_yield(queue) }
+            if let queue = client.withLock({ $0.value })?.consumerQueue { rd_kafka_queue_yield(queue) }
         }
     }
 }

@@ -285,7 +285,18 @@ func deliveryReportCallback(_ rk: OpaquePointer?, _ message: UnsafePointer<rd_ka
                     topic: box.topic, partition: message.pointee.partition, offset: message.pointee.offset,
                     timestamp: KafkaTimestamp(rdkafka: timestamp, type: timestampType))))
     } else {
-        box.handler(.failure(.rdkafka(error, as: .delivery, context: "delivery to \(box.topic) failed")))
+        var failure = KafkaError.rdkafka(error, as: .delivery, context: "delivery to \(box.topic) failed")
+        switch KafkaErrorCode(error) {
+        case .unknownTopic, .unknownTopicOrPartition:
+            failure.message = "delivery to \(box.topic) failed: topic '\(box.topic)' does not exist and the broker "
+                + "did not create it (auto-creation is off): create the topic first"
+        case .messageTimedOut:
+            failure.message = "delivery to \(box.topic) failed: not acknowledged within message.timeout.ms "
+                + "(is the broker reachable, and does the topic exist?)"
+        default:
+            break
+        }
+        box.handler(.failure(failure))
     }
 }
 

@@ -19,6 +19,12 @@ public struct KafkaProducerConfiguration: Sendable {
     public var partitioner: String = "consistent_random"
     /// Acknowledgements required from the broker: `all`, `1` or `0`. Default: `all`.
     public var acks: String = "all"
+    /// Ask brokers to create a missing topic on first use (if they allow it). Default: `false`: producing to a
+    /// missing topic fails with a clear error after ``unknownTopicTimeout``.
+    public var allowsAutoCreateTopics: Bool = false
+    /// How long a message for a topic the cluster does not know waits for the topic to appear before it fails.
+    /// Default: 5 seconds.
+    public var unknownTopicTimeout: Duration = .seconds(5)
 
     /// Creates producer settings for the given bootstrap servers.
     public init(bootstrapServers: [String]) {
@@ -40,6 +46,8 @@ public struct KafkaProducerConfiguration: Sendable {
             ("compression.codec", compression),
             ("partitioner", partitioner),
             ("acks", acks),
+            ("allow.auto.create.topics", allowsAutoCreateTopics ? "true" : "false"),
+            ("topic.metadata.propagation.max.ms", String(unknownTopicTimeout.milliseconds)),
         ]
     }
 }
