@@ -379,7 +379,7 @@ extension KafkaConsumer {
                 RDKafkaTopicPartitionList.with(toPause) { _ = rd_kafka_pause_partitions(rk, $0) }
                 logger.debug("hand-over buffer full: paused \(toPause.count) partitions")
             }
-            _ = buffer.setBackpressurePaused(true)
+            buffer.setBackpressurePaused(true)
         }
 
         /// Resumes partitions paused for backpressure once the reader drained the buffer (poll thread).
@@ -393,7 +393,7 @@ extension KafkaConsumer {
                 RDKafkaTopicPartitionList.with(toResume) { _ = rd_kafka_resume_partitions(rk, $0) }
                 logger.debug("hand-over buffer drained: resumed \(toResume.count) partitions")
             }
-            _ = buffer.setBackpressurePaused(false)
+            buffer.setBackpressurePaused(false)
         }
 
         /// librdkafka's rebalance callback (poll thread): apply the change and tell the handler, in the order

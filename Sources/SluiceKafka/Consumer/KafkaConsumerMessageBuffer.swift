@@ -1,21 +1,39 @@
 import Synchronization
 
-/// The bounded hand-over buffer between a consumer's poll thread and the task iterating its messages.
+/// The bounded hand-over buffer between a consumer's poll thread and the task reading its messages.
 ///
-/// The poll thread appends whole batches (one lock per batch, not per message); the iterator takes whole
-/// batches. When the buffer holds ``capacity`` messages or more the poll thread pauses the assignment in
-/// librdkafka; once the iterator has drained it to ``resumeThreshold`` it asks the poll thread to resume.
+/// The poll thread appends whole batches (one lock per batch). The reader takes either one message at a time
+/// (``nextMessage()``) or everything buffered at once (``nextBatch()``); either way every message stays in the
+/// buffer until it is taken, so dropping an iterator never loses messages, and a revocation removes exactly the
+/// messages not yet taken. When the buffer holds ``capacity`` messages the poll thread pauses the assignment in
+/// librdkafka; once the reader has drained it to ``resumeThreshold`` the poll thread is woken to resume.
 final class KafkaConsumerMessageBuffer: Sendable {
     enum Completion: Sendable {
         case finished
         case failed(KafkaError)
     }
 
+    private enum Waiter {
+        case message(CheckedContinuation<KafkaConsumerMessage?, any Error>)
+        case batch(CheckedContinuation<[KafkaConsumerMessage]?, any Error>)
+
+        func finish(_ completion: Completion) {
+            switch (self, completion) {
+            case (.message(let continuation), .finished): continuation.resume(returning: nil)
+            case (.message(let continuation), .failed(let error)): continuation.resume(throwing: error)
+            case (.batch(let continuation), .finished): continuation.resume(returning: nil)
+            case (.batch(let continuation), .failed(let error)): continuation.resume(throwing: error)
+            }
+        }
+    }
+
     private struct State {
+        /// Buffered batches; the first one is consumed from ``head`` on.
         var batches: [[KafkaConsumerMessage]] = []
+        var head = 0
         var count = 0
         var completion: Completion?
-        var waiters: [CheckedContinuation<[KafkaConsumerMessage]?, any Error>] = []
+        var waiter: Waiter?
         /// Set by the poll thread when it paused partitions because the buffer was full.
         var isBackpressurePaused = false
     }
@@ -25,7 +43,7 @@ final class KafkaConsumerMessageBuffer: Sendable {
     /// At or below this many buffered messages fetching resumes.
     let resumeThreshold: Int
     private let state = Mutex(State())
-    /// Called (outside the lock) when the iterator drained a paused buffer below ``resumeThreshold``.
+    /// Called (outside the lock) when the reader drained a paused buffer to ``resumeThreshold``.
     private let onDrained: @Sendable () -> Void
 
     init(capacity: Int, onDrained: @escaping @Sendable () -> Void) {
@@ -34,36 +52,46 @@ final class KafkaConsumerMessageBuffer: Sendable {
         self.onDrained = onDrained
     }
 
-    /// Messages currently buffered (not yet taken by the iterator).
+    /// Messages currently buffered (not yet taken by the reader).
     var count: Int { state.withLock { $0.count } }
 
     /// Whether the poll thread has partitions paused because the buffer was full.
     var isBackpressurePaused: Bool { state.withLock { $0.isBackpressurePaused } }
 
-    /// Appends a batch (poll thread). Returns `true` when the buffer is now at or over capacity and the
-    /// poll thread should pause fetching.
+    /// Appends a batch (poll thread). Returns `true` when the buffer is now at or over capacity, so the poll
+    /// thread should pause fetching.
     func append(_ batch: [KafkaConsumerMessage]) -> Bool {
         guard !batch.isEmpty else { return state.withLock { $0.count >= capacity } }
-        let (waiter, isFull): (CheckedContinuation<[KafkaConsumerMessage]?, any Error>?, Bool) = state.withLock { state in
-            guard state.completion == nil else { return (nil, false) }
-            if !state.waiters.isEmpty {
-                return (state.waiters.removeFirst(), false)
+        enum Handoff { case none, message(CheckedContinuation<KafkaConsumerMessage?, any Error>, KafkaConsumerMessage), batch(CheckedContinuation<[KafkaConsumerMessage]?, any Error>) }
+        let (handoff, isFull): (Handoff, Bool) = state.withLock { state in
+            guard state.completion == nil else { return (.none, false) }
+            switch state.waiter.take() {
+            case .batch(let continuation)?:
+                return (.batch(continuation), false)
+            case .message(let continuation)?:
+                if batch.count > 1 {
+                    state.batches.append(batch)
+                    state.head = 1
+                    state.count = batch.count - 1
+                }
+                return (.message(continuation, batch[0]), state.count >= capacity)
+            case nil:
+                state.batches.append(batch)
+                state.count += batch.count
+                return (.none, state.count >= capacity)
             }
-            state.batches.append(batch)
-            state.count += batch.count
-            return (nil, state.count >= capacity)
         }
-        waiter?.resume(returning: batch)
+        switch handoff {
+        case .none: break
+        case .message(let continuation, let message): continuation.resume(returning: message)
+        case .batch(let continuation): continuation.resume(returning: batch)
+        }
         return isFull
     }
 
-    /// Records whether the poll thread paused fetching for backpressure. Returns whether, given the current
-    /// count, fetching should resume right away (the iterator drained the buffer meanwhile).
-    func setBackpressurePaused(_ paused: Bool) -> Bool {
-        state.withLock { state in
-            state.isBackpressurePaused = paused
-            return paused && state.count <= resumeThreshold
-        }
+    /// Records whether the poll thread paused fetching for backpressure.
+    func setBackpressurePaused(_ paused: Bool) {
+        state.withLock { $0.isBackpressurePaused = paused }
     }
 
     /// Drops buffered messages of partitions the consumer no longer owns. Returns how many were dropped.
@@ -71,84 +99,133 @@ final class KafkaConsumerMessageBuffer: Sendable {
     func removeMessages(of partitions: Set<KafkaTopicPartition>) -> Int {
         guard !partitions.isEmpty else { return 0 }
         return state.withLock { state in
-            var removed = 0
-            state.batches = state.batches.compactMap { batch in
-                let kept = batch.filter { !partitions.contains($0.topicPartition) }
-                removed += batch.count - kept.count
-                return kept.isEmpty ? nil : kept
+            var remaining: [[KafkaConsumerMessage]] = []
+            var kept = 0
+            for (index, batch) in state.batches.enumerated() {
+                let live = index == 0 ? batch[state.head...] : batch[...]
+                let filtered = live.filter { !partitions.contains($0.topicPartition) }
+                if !filtered.isEmpty { remaining.append(filtered) }
+                kept += filtered.count
             }
-            state.count -= removed
+            let removed = state.count - kept
+            state.batches = remaining
+            state.head = 0
+            state.count = kept
             return removed
         }
     }
 
-    /// Ends the stream; the iterator sees the buffered messages first, then the end (or the error).
+    /// Ends the stream; the reader gets the buffered messages first, then the end (or the error).
     func finish(_ completion: Completion) {
-        let waiters = state.withLock { state -> [CheckedContinuation<[KafkaConsumerMessage]?, any Error>] in
-            guard state.completion == nil else { return [] }
+        let waiter: Waiter? = state.withLock { state in
+            guard state.completion == nil else { return nil }
             state.completion = completion
-            defer { state.waiters = [] }
-            return state.waiters
+            return state.batches.isEmpty ? state.waiter.take() : nil
         }
-        for waiter in waiters {
-            switch completion {
-            case .finished: waiter.resume(returning: nil)
-            case .failed(let error): waiter.resume(throwing: error)
-            }
-        }
+        waiter?.finish(completion)
     }
 
-    /// Takes the next batch, waiting for one; `nil` at the end of the stream or when the task is cancelled.
-    func nextBatch() async throws -> [KafkaConsumerMessage]? {
-        if let immediate = try takeBatchIfAvailable() { return immediate }
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
-                enum Action { case resume([KafkaConsumerMessage]?), fail(KafkaError), wait }
-                var drained = false
-                let action: Action = state.withLock { state in
-                    if !state.batches.isEmpty {
-                        let batch = state.batches.removeFirst()
-                        drained = takeCountLocked(&state, batch.count)
-                        return .resume(batch)
-                    }
-                    switch state.completion {
-                    case .finished?: return .resume(nil)
-                    case .failed(let error)?: return .fail(error)
-                    case nil:
-                        if Task.isCancelled { return .resume(nil) }
-                        state.waiters.append(continuation)
-                        return .wait
-                    }
-                }
-                if drained { onDrained() }
-                switch action {
-                case .resume(let batch): continuation.resume(returning: batch)
-                case .fail(let error): continuation.resume(throwing: error)
-                case .wait: break
-                }
-            }
-        } onCancel: {
-            let waiters = state.withLock { state in
-                defer { state.waiters = [] }
-                return state.waiters
-            }
-            for waiter in waiters { waiter.resume(returning: nil) }
-        }
-    }
-
-    private func takeBatchIfAvailable() throws -> [KafkaConsumerMessage]? {
+    /// Takes the next message, waiting for one; `nil` at the end of the stream or when the task is cancelled.
+    func nextMessage() async throws -> KafkaConsumerMessage? {
         var drained = false
-        let batch: [KafkaConsumerMessage]? = try state.withLock { state in
-            if !state.batches.isEmpty {
-                let batch = state.batches.removeFirst()
-                drained = takeCountLocked(&state, batch.count)
-                return batch
-            }
-            if case .failed(let error)? = state.completion, state.batches.isEmpty { throw error }
-            return nil
+        let immediate: KafkaConsumerMessage?? = try state.withLock { state in
+            if state.count > 0 { return .some(takeMessageLocked(&state, drained: &drained)) }
+            return try endLocked(state).map { _ in .none }
         }
         if drained { onDrained() }
-        return batch
+        if let immediate { return immediate }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<KafkaConsumerMessage?, any Error>) in
+                var drained = false
+                let result: Result<KafkaConsumerMessage?, any Error>? = state.withLock { state in
+                    if state.count > 0 { return .success(takeMessageLocked(&state, drained: &drained)) }
+                    do {
+                        if try endLocked(state) != nil { return .success(nil) }
+                    } catch { return .failure(error) }
+                    if Task.isCancelled { return .success(nil) }
+                    precondition(state.waiter == nil, "KafkaConsumer messages must be read from one task at a time")
+                    state.waiter = .message(continuation)
+                    return nil
+                }
+                if drained { onDrained() }
+                if let result { continuation.resume(with: result) }
+            }
+        } onCancel: {
+            cancelWaiter()
+        }
+    }
+
+    /// Takes every buffered message at once, waiting for at least one; `nil` at the end of the stream or when the
+    /// task is cancelled.
+    func nextBatch() async throws -> [KafkaConsumerMessage]? {
+        var drained = false
+        let immediate: [KafkaConsumerMessage]?? = try state.withLock { state in
+            if state.count > 0 { return .some(takeBatchLocked(&state, drained: &drained)) }
+            return try endLocked(state).map { _ in .none }
+        }
+        if drained { onDrained() }
+        if let immediate { return immediate }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[KafkaConsumerMessage]?, any Error>) in
+                var drained = false
+                let result: Result<[KafkaConsumerMessage]?, any Error>? = state.withLock { state in
+                    if state.count > 0 { return .success(takeBatchLocked(&state, drained: &drained)) }
+                    do {
+                        if try endLocked(state) != nil { return .success(nil) }
+                    } catch { return .failure(error) }
+                    if Task.isCancelled { return .success(nil) }
+                    precondition(state.waiter == nil, "KafkaConsumer messages must be read from one task at a time")
+                    state.waiter = .batch(continuation)
+                    return nil
+                }
+                if drained { onDrained() }
+                if let result { continuation.resume(with: result) }
+            }
+        } onCancel: {
+            cancelWaiter()
+        }
+    }
+
+    private func cancelWaiter() {
+        let waiter = state.withLock { $0.waiter.take() }
+        waiter?.finish(.finished)
+    }
+
+    /// `.some(())` when the stream has ended normally, `nil` while it goes on; throws when it failed.
+    private func endLocked(_ state: State) throws -> Void? {
+        switch state.completion {
+        case .finished?: return ()
+        case .failed(let error)?: throw error
+        case nil: return nil
+        }
+    }
+
+    private func takeMessageLocked(_ state: inout State, drained: inout Bool) -> KafkaConsumerMessage {
+        let message = state.batches[0][state.head]
+        state.head += 1
+        if state.head == state.batches[0].count {
+            state.batches.removeFirst()
+            state.head = 0
+        }
+        drained = takeCountLocked(&state, 1)
+        return message
+    }
+
+    private func takeBatchLocked(_ state: inout State, drained: inout Bool) -> [KafkaConsumerMessage] {
+        var result: [KafkaConsumerMessage]
+        if state.batches.count == 1 && state.head == 0 {
+            result = state.batches[0]
+        } else {
+            result = []
+            result.reserveCapacity(state.count)
+            for (index, batch) in state.batches.enumerated() {
+                result.append(contentsOf: index == 0 ? batch[state.head...] : batch[...])
+            }
+        }
+        state.batches = []
+        state.head = 0
+        drained = takeCountLocked(&state, result.count)
+        return result
     }
 
     /// Subtracts taken messages; true when that crossed the resume threshold while paused.
@@ -157,6 +234,4 @@ final class KafkaConsumerMessageBuffer: Sendable {
         state.count -= taken
         return state.isBackpressurePaused && before > resumeThreshold && state.count <= resumeThreshold
     }
-
-    var isFinished: Bool { state.withLock { $0.completion != nil && $0.batches.isEmpty } }
 }

@@ -1,26 +1,16 @@
 /// The messages a ``KafkaConsumer`` hands over, in partition order. Iterate it from one task.
 ///
 /// Ends when the consumer is closed; throws when the consumer hits a fatal error. Cancelling the iterating task
-/// ends the iteration (the consumer stays open).
+/// ends the iteration (the consumer stays open). A message stays in the consumer until an iterator takes it, so
+/// iterating again later (with a new iterator) continues where the last one stopped.
 public struct KafkaConsumerMessages: AsyncSequence, Sendable {
     public typealias Element = KafkaConsumerMessage
     let buffer: KafkaConsumerMessageBuffer
 
     public struct AsyncIterator: AsyncIteratorProtocol {
         let buffer: KafkaConsumerMessageBuffer
-        var batch: [KafkaConsumerMessage] = []
-        var index = 0
 
-        public mutating func next() async throws -> KafkaConsumerMessage? {
-            if index < batch.count {
-                defer { index += 1 }
-                return batch[index]
-            }
-            guard let next = try await buffer.nextBatch() else { return nil }
-            batch = next
-            index = 1
-            return next[0]
-        }
+        public mutating func next() async throws -> KafkaConsumerMessage? { try await buffer.nextMessage() }
     }
 
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(buffer: buffer) }
