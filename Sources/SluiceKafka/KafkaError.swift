@@ -25,7 +25,7 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
         private enum Kind: String {
             case unsupportedLibrary, invalidConfiguration, clientCreation, produce, delivery, queueFull, consume
             case commit, offsets, rebalance, subscription, admin, timedOut, closed, fatal, metadata, topicExists
-            case unknownTopic, seek, partitions
+            case unknownTopic, seek, partitions, connection
         }
         private let kind: Kind
         private init(_ kind: Kind) { self.kind = kind }
@@ -68,6 +68,9 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
         public static let unknownTopic = Code(.unknownTopic)
         /// A seek failed.
         public static let seek = Code(.seek)
+        /// librdkafka reported a client-level problem: a broker connection failed, all brokers are down,
+        /// authentication failed. librdkafka keeps reconnecting on its own.
+        public static let connection = Code(.connection)
         /// Pausing or resuming partitions failed.
         public static let partitions = Code(.partitions)
 

@@ -49,7 +49,7 @@ public final class KafkaAdminClient: Sendable {
                         topic.name, topic.partitions, topic.replicationFactor, &errorBuffer, errorBuffer.count)
                 else {
                     throw KafkaError(
-                        code: .admin, message: "invalid topic '\(topic.name)': \(String(cString: errorBuffer))")
+                        code: .admin, message: "invalid topic '\(topic.name)': \(String(decoding: errorBuffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))")
                 }
                 newTopics.append(newTopic)
                 for (name, value) in topic.configs.sorted(by: { $0.key < $1.key }) {
@@ -114,7 +114,16 @@ public final class KafkaAdminClient: Sendable {
             var metadata: UnsafePointer<rd_kafka_metadata>?
             let raw = rd_kafka_metadata(client.handle, topicHandle == nil ? 1 : 0, topicHandle, &metadata, timeout)
             guard raw == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else {
-                throw KafkaError.rdkafka(raw, as: .metadata, context: "requesting metadata")
+                switch raw {
+                case RD_KAFKA_RESP_ERR__TRANSPORT, RD_KAFKA_RESP_ERR__TIMED_OUT, RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+                    var error = KafkaError.rdkafka(raw, as: .timedOut, context: "requesting metadata")
+                    error.code = .timedOut
+                    error.message = "no broker answered a metadata request within \(timeout) ms "
+                        + "(bootstrap.servers: \(client.bootstrapServers); is it right, and is the broker up?)"
+                    throw error
+                default:
+                    throw KafkaError.rdkafka(raw, as: .metadata, context: "requesting metadata")
+                }
             }
             defer { rd_kafka_metadata_destroy(metadata) }
             let md = metadata.pointee

@@ -17,6 +17,8 @@ final class RDKafkaClient: @unchecked Sendable {
     let context: RDKafkaClientContext
     /// For consumers: the consumer queue, which carries messages, rebalances and commit results.
     let consumerQueue: OpaquePointer?
+    /// The configured bootstrap servers, for error messages.
+    let bootstrapServers: String
     private let topicHandles = Mutex<[String: OpaquePointer]>([:])
 
     /// Creates a client; fails with librdkafka's message when a property is unknown or invalid.
@@ -35,6 +37,7 @@ final class RDKafkaClient: @unchecked Sendable {
         }
         self.handle = handle
         self.context = context
+        self.bootstrapServers = properties.last { $0.0 == "bootstrap.servers" }?.1 ?? ""
         if kind == .consumer {
             // Route the main queue (errors, logs' events) into the consumer queue: one queue to poll.
             rd_kafka_poll_set_consumer(handle)

@@ -63,7 +63,7 @@ private func errorCallback(_ rk: OpaquePointer?, _ code: Int32, _ reason: Unsafe
         message = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         isFatal = true
     }
-    var error = KafkaError.rdkafka(raw, as: isFatal ? .fatal : .consume, context: message)
+    var error = KafkaError.rdkafka(raw, as: isFatal ? .fatal : .connection, context: message)
     error.message = message
     error.isFatal = isFatal
     if isFatal { error.code = .fatal }
