@@ -97,3 +97,24 @@ struct BadInputTests {
         #expect(try await iterator.next() == nil)
     }
 }
+
+import Logging
+
+@Suite("librdkafka's logs and errors reach swift-log", .timeLimit(.minutes(1)))
+struct LoggingTests {
+    @Test("a refused connection is logged at error level with librdkafka's facility, and reported as a typed error")
+    func connectionFailureIsLogged() async throws {
+        let store = RecordingLogHandler.Store()
+        let producer = try KafkaProducer(
+            configuration: KafkaProducerConfiguration(bootstrapServers: ["127.0.0.1:1"]),
+            logger: RecordingLogHandler.logger(label: "test", store: store))
+        try await Eventually.require("librdkafka's connection failure is logged") {
+            store.all.contains { $0.level == .error && $0.metadata["librdkafka.facility"] == "FAIL" }
+        }
+        try await Eventually.require("the error callback reports a typed connection error") {
+            store.all.contains { $0.level == .warning && $0.message.contains("KafkaError.connection") }
+        }
+        #expect(store.all.allSatisfy { $0.metadata["kafka.client"] == "sluice" })
+        try await producer.close(timeout: .milliseconds(100))
+    }
+}

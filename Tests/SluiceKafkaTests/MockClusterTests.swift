@@ -1,0 +1,92 @@
+@_spi(Testing) import SluiceKafka
+import SluiceTesting
+import Testing
+
+/// Faults a real broker cannot easily be made to produce, injected with librdkafka's mock cluster.
+@Suite("Faults injected with librdkafka's mock cluster", .timeLimit(.minutes(2)))
+struct MockClusterTests {
+    @Test("a commit that fails with a retriable error surfaces as a typed retriable error; the retry lands")
+    func retriableCommitFailure() async throws {
+        let cluster = try KafkaMockCluster(brokers: 1)
+        let topic = "orders"
+        try cluster.createTopic(topic, partitions: 1)
+        var configuration = KafkaConsumerConfiguration(bootstrapServers: cluster.bootstrapServers, groupID: "mock-group")
+        configuration.sessionTimeout = .seconds(6)
+        let consumer = try KafkaConsumer(configuration: configuration)
+        let partition = KafkaTopicPartition(topic: topic, partition: 0)
+        try consumer.assign([KafkaTopicPartitionOffset(partition, offset: KafkaOffset.beginning)])
+
+        // The coordinator answers the next OffsetCommit with a retriable error.
+        cluster.pushRequestErrors(apiKey: KafkaMockCluster.APIKey.offsetCommit, [.rebalanceInProgress])
+        let error = try await #require(throws: KafkaError.self) {
+            try await consumer.commit([KafkaTopicPartitionOffset(partition, offset: 5)])
+        }
+        #expect(error.code == .commit)
+        #expect(error.librdkafkaCode == .rebalanceInProgress)
+        #expect(error.isRetriable)
+        // Nothing was committed by the failed attempt...
+        #expect(try await consumer.committed([partition]) == [KafkaTopicPartitionOffset(partition, offset: KafkaOffset.invalid)])
+        // ...and retrying the same commit lands.
+        try await consumer.commit([KafkaTopicPartitionOffset(partition, offset: 5)])
+        #expect(try await consumer.committed([partition]) == [KafkaTopicPartitionOffset(partition, offset: 5)])
+        await consumer.close()
+    }
+
+    @Test("a broker that goes down mid-produce: every message is delivered once it is back, none twice")
+    func brokerDownMidProduce() async throws {
+        let cluster = try KafkaMockCluster(brokers: 1)
+        let topic = "payments"
+        try cluster.createTopic(topic, partitions: 2)
+        var producerConfiguration = KafkaProducerConfiguration(bootstrapServers: cluster.bootstrapServers)
+        producerConfiguration.messageTimeout = .seconds(60)
+        let producer = try KafkaProducer(configuration: producerConfiguration)
+        let delivered = DeliveryTally()
+
+        for index in 0..<100 {
+            try await producer.send(KafkaProducerMessage(topic: topic, key: "k\(index % 5)", value: "\(index)"), onDelivery: delivered.record)
+        }
+        try await Eventually.require("the first 100 messages are delivered") { delivered.successes == 100 }
+
+        try cluster.setBroker(1, isUp: false)
+        for index in 100..<200 {
+            try await producer.send(KafkaProducerMessage(topic: topic, key: "k\(index % 5)", value: "\(index)"), onDelivery: delivered.record)
+        }
+        // While the broker is down nothing more is delivered and nothing fails: messages wait in the queue.
+        #expect(producer.outstandingCount >= 100)
+        #expect(delivered.failures == 0)
+
+        try cluster.setBroker(1, isUp: true)
+        try await Eventually.require(timeout: .seconds(60), "all 200 messages are delivered") { delivered.successes == 200 }
+        #expect(delivered.failures == 0)
+        try await producer.close()
+
+        // Read everything back: each value exactly once (idempotence prevented duplicates from retries).
+        var consumerConfiguration = KafkaConsumerConfiguration(bootstrapServers: cluster.bootstrapServers, groupID: "readback")
+        consumerConfiguration.sessionTimeout = .seconds(6)
+        let consumer = try KafkaConsumer(configuration: consumerConfiguration)
+        try consumer.assign((0..<2).map { KafkaTopicPartitionOffset(topic: topic, partition: $0, offset: KafkaOffset.beginning) })
+        let messages = try await consume(200, from: consumer)
+        await consumer.close()
+        #expect(messages.map { Int($0.valueString!)! }.sorted() == Array(0..<200))
+        // Per key, the order produced is the order stored.
+        for key in 0..<5 {
+            let values = messages.filter { $0.keyString == "k\(key)" }.map { Int($0.valueString!)! }
+            #expect(values == values.sorted())
+        }
+    }
+}
+
+import Synchronization
+
+final class DeliveryTally: Sendable {
+    private let counts = Mutex((successes: 0, failures: 0))
+    var record: KafkaProducer.DeliveryHandler {
+        { result in
+            self.counts.withLock {
+                if case .success = result { $0.successes += 1 } else { $0.failures += 1 }
+            }
+        }
+    }
+    var successes: Int { counts.withLock { $0.successes } }
+    var failures: Int { counts.withLock { $0.failures } }
+}
