@@ -30,12 +30,14 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "SluiceKafka", targets: ["SluiceKafka"]),
+        .library(name: "SluiceStreams", targets: ["SluiceStreams"]),
         .executable(name: "sluice", targets: ["sluice"]),
         .executable(name: "sluice-bench", targets: ["sluice-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
     ],
     targets: [
         // C layer: librdkafka's headers plus a few non-variadic shims Swift can call.
@@ -48,6 +50,12 @@ let package = Package(
         .target(
             name: "SluiceKafka",
             dependencies: ["CRDKafka", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSwiftSettings
+        ),
+        // Streams: Source/Flow/Sink with demand-driven backpressure and bounded buffers (no Kafka).
+        .target(
+            name: "SluiceStreams",
+            dependencies: [.product(name: "DequeModule", package: "swift-collections")],
             swiftSettings: strictSwiftSettings
         ),
         // Test support: the local broker, unique topics, polling with a deadline, independent clients.
@@ -78,6 +86,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: strictSwiftSettings
+        ),
+        .testTarget(
+            name: "SluiceStreamsTests",
+            dependencies: ["SluiceStreams", "SluiceTesting"],
             swiftSettings: strictSwiftSettings
         ),
         .testTarget(

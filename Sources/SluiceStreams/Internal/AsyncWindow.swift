@@ -1,0 +1,145 @@
+import DequeModule
+import Synchronization
+
+/// The bounded set of elements a parallel stage (mapAsync and friends) has in progress or finished but not yet
+/// taken downstream. Reserving a place waits while `capacity` places are taken, which is how the stage limits its
+/// parallelism and stays bounded. Results come out in reservation order (ordered) or completion order.
+final class AsyncWindow<Element: Sendable>: Sendable {
+    private struct State {
+        var issued: UInt64 = 0
+        var consumed: UInt64 = 0
+        /// Ordered: results by sequence number. Unordered: unused.
+        var results: [UInt64: Element] = [:]
+        /// Unordered: results in completion order.
+        var completed = Deque<Element>()
+        var isFinished = false
+        var failure: (any Error)?
+        var reader: CheckedContinuation<Void, Never>?
+        var reservers = Deque<CheckedContinuation<Void, Never>>()
+    }
+
+    let capacity: Int
+    let isOrdered: Bool
+    private let state = Mutex(State())
+
+    private enum NextStep { case element(Element, CheckedContinuation<Void, Never>?), end, failed(any Error), wait }
+
+    init(capacity: Int, ordered: Bool) {
+        self.capacity = max(capacity, 1)
+        self.isOrdered = ordered
+    }
+
+    /// Waits for a free place and returns its sequence number; `nil` if the window was closed meanwhile.
+    func reserve() async -> UInt64? {
+        while true {
+            let reserved: UInt64?? = state.withLock { state in
+                if state.isFinished || state.failure != nil { return .some(nil) }
+                if state.issued - state.consumed < UInt64(capacity) {
+                    defer { state.issued += 1 }
+                    return .some(state.issued)
+                }
+                return nil
+            }
+            if let reserved { return reserved }
+            if Task.isCancelled { return nil }
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let resumeNow = state.withLock { state in
+                        if state.isFinished || state.failure != nil || state.issued - state.consumed < UInt64(capacity) {
+                            return true
+                        }
+                        state.reservers.append(continuation)
+                        return false
+                    }
+                    if resumeNow { continuation.resume() }
+                }
+            } onCancel: {
+                let waiters = state.withLock { state in
+                    defer { state.reservers.removeAll() }
+                    return Array(state.reservers)
+                }
+                for waiter in waiters { waiter.resume() }
+            }
+        }
+    }
+
+    /// Stores the result for a reserved place.
+    func fill(_ sequence: UInt64, with element: Element) {
+        let reader = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            if isOrdered {
+                state.results[sequence] = element
+            } else {
+                state.completed.append(element)
+            }
+            return state.reader.take()
+        }
+        reader?.resume()
+    }
+
+    /// No more reservations will come: the reader gets the outstanding results, then the end.
+    func finish() {
+        let reader = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.isFinished = true
+            return state.reader.take()
+        }
+        reader?.resume()
+    }
+
+    /// Fails the window: the reader's next call throws `error`.
+    func fail(_ error: any Error) {
+        let (reader, reservers) = state.withLock { state -> (CheckedContinuation<Void, Never>?, [CheckedContinuation<Void, Never>]) in
+            if state.failure == nil { state.failure = error }
+            defer { state.reservers.removeAll() }
+            return (state.reader.take(), Array(state.reservers))
+        }
+        reader?.resume()
+        for reserver in reservers { reserver.resume() }
+    }
+
+    /// The next result (in order, or as completed); `nil` at the end.
+    func next() async throws -> Element? {
+        while true {
+            let step: NextStep = state.withLock { state in
+                if let failure = state.failure { return .failed(failure) }
+                let element: Element?
+                if isOrdered {
+                    element = state.results.removeValue(forKey: state.consumed)
+                } else {
+                    element = state.completed.popFirst()
+                }
+                if let element {
+                    state.consumed += 1
+                    return .element(element, state.reservers.popFirst())
+                }
+                if state.isFinished && state.consumed == state.issued { return .end }
+                return .wait
+            }
+            switch step {
+            case .element(let element, let reserver):
+                reserver?.resume()
+                return element
+            case .end:
+                return nil
+            case .failed(let error):
+                throw error
+            case .wait:
+                try Task.checkCancellation()
+                await withTaskCancellationHandler {
+                    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                        let resumeNow = state.withLock { state in
+                            let ready =
+                                state.failure != nil || (state.isFinished && state.consumed == state.issued)
+                                || (isOrdered ? state.results[state.consumed] != nil : !state.completed.isEmpty)
+                            if ready { return true }
+                            state.reader = continuation
+                            return false
+                        }
+                        if resumeNow { continuation.resume() }
+                    }
+                } onCancel: {
+                    state.withLock { $0.reader.take() }?.resume()
+                }
+            }
+        }
+    }
+}
