@@ -31,6 +31,7 @@ let package = Package(
     products: [
         .library(name: "SluiceKafka", targets: ["SluiceKafka"]),
         .library(name: "SluiceStreams", targets: ["SluiceStreams"]),
+        .library(name: "SluiceKafkaStreams", targets: ["SluiceKafkaStreams"]),
         .executable(name: "sluice", targets: ["sluice"]),
         .executable(name: "sluice-bench", targets: ["sluice-bench"]),
     ],
@@ -56,6 +57,15 @@ let package = Package(
         .target(
             name: "SluiceStreams",
             dependencies: [.product(name: "DequeModule", package: "swift-collections")],
+            swiftSettings: strictSwiftSettings
+        ),
+        // Kafka stream stages: consumer sources, producer flow and sink, committer (Pekko Connectors Kafka's ideas).
+        .target(
+            name: "SluiceKafkaStreams",
+            dependencies: [
+                "SluiceKafka", "SluiceStreams", .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSwiftSettings
         ),
         // Test support: the local broker, unique topics, polling with a deadline, independent clients.
@@ -91,6 +101,11 @@ let package = Package(
         .testTarget(
             name: "SluiceStreamsTests",
             dependencies: ["SluiceStreams", "SluiceTesting"],
+            swiftSettings: strictSwiftSettings
+        ),
+        .testTarget(
+            name: "SluiceKafkaStreamsTests",
+            dependencies: ["SluiceKafkaStreams", "SluiceStreams", "SluiceKafka", "SluiceTesting"],
             swiftSettings: strictSwiftSettings
         ),
         .testTarget(

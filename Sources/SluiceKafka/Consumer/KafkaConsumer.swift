@@ -146,6 +146,32 @@ public final class KafkaConsumer: Sendable {
         if let queue = client.consumerQueue { rd_kafka_queue_yield(queue) }
     }
 
+    /// What ``read()`` returns.
+    public enum Read: Sendable {
+        /// The next message.
+        case message(KafkaConsumerMessage)
+        /// ``wakeUpReader()`` was called.
+        case wokenUp
+    }
+
+    /// Takes the next message, or returns ``Read/wokenUp`` when ``wakeUpReader()`` is called meanwhile (or was
+    /// called since the last read). `nil` when the consumer is closed (or the task is cancelled).
+    ///
+    /// For stages that wait for messages and for something else at once (for example acknowledgements that
+    /// unblock a paused partition). Read from one task at a time, like ``messages``.
+    public func read() async throws -> Read? {
+        switch try await shared.buffer.read(wakeable: true) {
+        case .message(let message)?: return .message(message)
+        case .wokenUp?: return .wokenUp
+        case nil: return nil
+        }
+    }
+
+    /// Wakes a pending ``read()`` (or makes the next one return at once) with ``Read/wokenUp``.
+    public func wakeUpReader() {
+        shared.buffer.wakeUpReader()
+    }
+
     /// Partitions paused by ``pause(_:)`` or by the consumer for backpressure.
     public var pausedPartitions: Set<KafkaTopicPartition> {
         shared.state.withLock { $0.userPaused.union($0.backpressurePaused) }

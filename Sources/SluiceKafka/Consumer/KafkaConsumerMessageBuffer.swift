@@ -13,8 +13,14 @@ final class KafkaConsumerMessageBuffer: Sendable {
         case failed(KafkaError)
     }
 
+    /// What a message read returns: a message, a wake-up (``wakeUpReader()``), or the end (`nil`).
+    enum Read: Sendable {
+        case message(KafkaConsumerMessage)
+        case wokenUp
+    }
+
     private enum Waiter {
-        case message(CheckedContinuation<KafkaConsumerMessage?, any Error>)
+        case message(CheckedContinuation<Read?, any Error>)
         case batch(CheckedContinuation<[KafkaConsumerMessage]?, any Error>)
 
         func finish(_ completion: Completion) {
@@ -36,6 +42,8 @@ final class KafkaConsumerMessageBuffer: Sendable {
         var waiter: Waiter?
         /// Set by the poll thread when it paused partitions because the buffer was full.
         var isBackpressurePaused = false
+        /// Set by ``wakeUpReader()`` when no reader was waiting: the next read returns `.wokenUp` at once.
+        var isWakeUpPending = false
     }
 
     /// At this many buffered messages the poll thread pauses fetching.
@@ -62,7 +70,7 @@ final class KafkaConsumerMessageBuffer: Sendable {
     /// thread should pause fetching.
     func append(_ batch: [KafkaConsumerMessage]) -> Bool {
         guard !batch.isEmpty else { return state.withLock { $0.count >= capacity } }
-        enum Handoff { case none, message(CheckedContinuation<KafkaConsumerMessage?, any Error>, KafkaConsumerMessage), batch(CheckedContinuation<[KafkaConsumerMessage]?, any Error>) }
+        enum Handoff { case none, message(CheckedContinuation<Read?, any Error>, KafkaConsumerMessage), batch(CheckedContinuation<[KafkaConsumerMessage]?, any Error>) }
         let (handoff, isFull): (Handoff, Bool) = state.withLock { state in
             guard state.completion == nil else { return (.none, false) }
             switch state.waiter.take() {
@@ -83,7 +91,7 @@ final class KafkaConsumerMessageBuffer: Sendable {
         }
         switch handoff {
         case .none: break
-        case .message(let continuation, let message): continuation.resume(returning: message)
+        case .message(let continuation, let message): continuation.resume(returning: .message(message))
         case .batch(let continuation): continuation.resume(returning: batch)
         }
         return isFull
@@ -127,18 +135,38 @@ final class KafkaConsumerMessageBuffer: Sendable {
 
     /// Takes the next message, waiting for one; `nil` at the end of the stream or when the task is cancelled.
     func nextMessage() async throws -> KafkaConsumerMessage? {
+        while true {
+            switch try await read(wakeable: false) {
+            case .message(let message)?: return message
+            case .wokenUp?: continue
+            case nil: return nil
+            }
+        }
+    }
+
+    /// Takes the next message, waiting for one or for ``wakeUpReader()``; `nil` at the end of the stream or when
+    /// the task is cancelled.
+    func read(wakeable: Bool) async throws -> Read? {
         var drained = false
-        let immediate: KafkaConsumerMessage?? = try state.withLock { state in
-            if state.count > 0 { return .some(takeMessageLocked(&state, drained: &drained)) }
+        let immediate: Read?? = try state.withLock { state in
+            if wakeable && state.isWakeUpPending {
+                state.isWakeUpPending = false
+                return .some(.wokenUp)
+            }
+            if state.count > 0 { return .some(.message(takeMessageLocked(&state, drained: &drained))) }
             return try endLocked(state).map { _ in .none }
         }
         if drained { onDrained() }
         if let immediate { return immediate }
         return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<KafkaConsumerMessage?, any Error>) in
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Read?, any Error>) in
                 var drained = false
-                let result: Result<KafkaConsumerMessage?, any Error>? = state.withLock { state in
-                    if state.count > 0 { return .success(takeMessageLocked(&state, drained: &drained)) }
+                let result: Result<Read?, any Error>? = state.withLock { state in
+                    if wakeable && state.isWakeUpPending {
+                        state.isWakeUpPending = false
+                        return .success(.wokenUp)
+                    }
+                    if state.count > 0 { return .success(.message(takeMessageLocked(&state, drained: &drained))) }
                     do {
                         if try endLocked(state) != nil { return .success(nil) }
                     } catch { return .failure(error) }
@@ -153,6 +181,19 @@ final class KafkaConsumerMessageBuffer: Sendable {
         } onCancel: {
             cancelWaiter()
         }
+    }
+
+    /// Makes a pending (or the next) wakeable read return `.wokenUp`.
+    func wakeUpReader() {
+        let waiter: CheckedContinuation<Read?, any Error>? = state.withLock { state in
+            if case .message(let continuation)? = state.waiter {
+                state.waiter = nil
+                return continuation
+            }
+            state.isWakeUpPending = true
+            return nil
+        }
+        waiter?.resume(returning: .wokenUp)
     }
 
     /// Takes every buffered message at once, waiting for at least one; `nil` at the end of the stream or when the

@@ -57,8 +57,9 @@ struct ClosureElements<Element: Sendable>: AsyncSequence, Sendable {
 }
 
 extension StreamElements {
-    /// Elements produced by a `next` function made afresh for each iteration.
-    static func make(_ makeNext: @escaping @Sendable () -> (() async throws -> Element?)) -> StreamElements {
+    /// Elements produced by a `next` function made afresh for each iteration: the way to write a custom stage.
+    /// The returned function is called from one task at a time; `nil` ends the stream.
+    public static func make(_ makeNext: @escaping @Sendable () -> (() async throws -> Element?)) -> StreamElements {
         StreamElements(ClosureElements(makeNext: makeNext))
     }
 }

@@ -1,10 +1,12 @@
 import DequeModule
 import Synchronization
 
+/// A building block for custom parallel stages.
+///
 /// The bounded set of elements a parallel stage (mapAsync and friends) has in progress or finished but not yet
 /// taken downstream. Reserving a place waits while `capacity` places are taken, which is how the stage limits its
 /// parallelism and stays bounded. Results come out in reservation order (ordered) or completion order.
-final class AsyncWindow<Element: Sendable>: Sendable {
+public final class AsyncWindow<Element: Sendable>: Sendable {
     private struct State {
         var issued: UInt64 = 0
         var consumed: UInt64 = 0
@@ -18,19 +20,22 @@ final class AsyncWindow<Element: Sendable>: Sendable {
         var reservers = Deque<CheckedContinuation<Void, Never>>()
     }
 
-    let capacity: Int
-    let isOrdered: Bool
+    /// At most this many places (in progress plus finished but not taken).
+    public let capacity: Int
+    /// Whether results come out in reservation order.
+    public let isOrdered: Bool
     private let state = Mutex(State())
 
     private enum NextStep { case element(Element, CheckedContinuation<Void, Never>?), end, failed(any Error), wait }
 
-    init(capacity: Int, ordered: Bool) {
+    /// Creates a window of `capacity` places.
+    public init(capacity: Int, ordered: Bool) {
         self.capacity = max(capacity, 1)
         self.isOrdered = ordered
     }
 
     /// Waits for a free place and returns its sequence number; `nil` if the window was closed meanwhile.
-    func reserve() async -> UInt64? {
+    public func reserve() async -> UInt64? {
         while true {
             let reserved: UInt64?? = state.withLock { state in
                 if state.isFinished || state.failure != nil { return .some(nil) }
@@ -64,7 +69,7 @@ final class AsyncWindow<Element: Sendable>: Sendable {
     }
 
     /// Stores the result for a reserved place.
-    func fill(_ sequence: UInt64, with element: Element) {
+    public func fill(_ sequence: UInt64, with element: Element) {
         let reader = state.withLock { state -> CheckedContinuation<Void, Never>? in
             if isOrdered {
                 state.results[sequence] = element
@@ -77,7 +82,7 @@ final class AsyncWindow<Element: Sendable>: Sendable {
     }
 
     /// No more reservations will come: the reader gets the outstanding results, then the end.
-    func finish() {
+    public func finish() {
         let reader = state.withLock { state -> CheckedContinuation<Void, Never>? in
             state.isFinished = true
             return state.reader.take()
@@ -86,7 +91,7 @@ final class AsyncWindow<Element: Sendable>: Sendable {
     }
 
     /// Fails the window: the reader's next call throws `error`.
-    func fail(_ error: any Error) {
+    public func fail(_ error: any Error) {
         let (reader, reservers) = state.withLock { state -> (CheckedContinuation<Void, Never>?, [CheckedContinuation<Void, Never>]) in
             if state.failure == nil { state.failure = error }
             defer { state.reservers.removeAll() }
@@ -97,7 +102,7 @@ final class AsyncWindow<Element: Sendable>: Sendable {
     }
 
     /// The next result (in order, or as completed); `nil` at the end.
-    func next() async throws -> Element? {
+    public func next() async throws -> Element? {
         while true {
             let step: NextStep = state.withLock { state in
                 if let failure = state.failure { return .failed(failure) }

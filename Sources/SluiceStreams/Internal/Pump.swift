@@ -1,20 +1,22 @@
-/// Runs a stage's upstream in a background task that feeds a bounded channel, started on the first pull and
+/// A building block for custom stages: runs a stage's upstream in a background task that feeds a bounded channel, started on the first pull and
 /// cancelled when the reading side goes away. This is an asynchronous boundary: upstream and downstream run
 /// concurrently, with at most `capacity` elements between them.
-final class Pump<Element: Sendable>: @unchecked Sendable {
+public final class Pump<Element: Sendable>: @unchecked Sendable {
     // @unchecked Sendable: `handle` is only touched by `next()`, which the stream's single reading task calls;
     // everything shared with the background task (`channel`) is Sendable.
-    let channel: StreamChannel<Element>
+    /// The channel between the background task and the reader.
+    public let channel: StreamChannel<Element>
     private let produce: @Sendable (StreamChannel<Element>) async throws -> Void
     private var handle: TaskHandle?
 
-    init(capacity: Int, produce: @escaping @Sendable (StreamChannel<Element>) async throws -> Void) {
+    /// Creates a pump; `produce` sends into the channel, and returning finishes it (throwing fails it).
+    public init(capacity: Int, produce: @escaping @Sendable (StreamChannel<Element>) async throws -> Void) {
         self.channel = StreamChannel(capacity: capacity)
         self.produce = produce
     }
 
     /// Starts the background task if needed.
-    func start() {
+    public func start() {
         guard handle == nil else { return }
         let channel = self.channel
         let produce = self.produce
@@ -30,11 +32,11 @@ final class Pump<Element: Sendable>: @unchecked Sendable {
     }
 
     /// The next element from the background task.
-    func next() async throws -> Element? {
+    public func next() async throws -> Element? {
         start()
         return try await channel.receive()
     }
 
     /// Stops the background task.
-    func cancel() { handle?.cancel() }
+    public func cancel() { handle?.cancel() }
 }

@@ -1,14 +1,17 @@
 import DequeModule
 import Synchronization
 
+/// A building block for custom stages.
+///
 /// A bounded multi-producer, single-consumer channel: the decoupling point of stages that run their upstream in a
 /// task of their own (buffer, merge, mapAsync, groupedWithin, kill switch).
 ///
 /// `send` waits while the channel holds `capacity` elements (that is how backpressure reaches upstream);
 /// `receive` waits while it is empty. Finishing lets the receiver drain what is buffered first; failing does too,
 /// then throws. Both sides are cancellation-aware and never lose an element that was accepted.
-final class StreamChannel<Element: Sendable>: Sendable {
-    enum ReceiveResult {
+public final class StreamChannel<Element: Sendable>: Sendable {
+    /// What ``receive(until:clock:)`` returns.
+    public enum ReceiveResult: Sendable {
         case element(Element)
         case finished
         case timedOut
@@ -23,25 +26,27 @@ final class StreamChannel<Element: Sendable>: Sendable {
         var nextID: UInt64 = 0
     }
 
-    let capacity: Int
+    /// At most this many elements are buffered.
+    public let capacity: Int
     private let state = Mutex(State())
 
     private enum SendAction { case delivered(CheckedContinuation<ReceiveResult, any Error>?), closed, wait }
     private enum ReceiveAction { case resume(ReceiveResult), fail(any Error), wait }
 
-    init(capacity: Int) {
+    /// Creates a channel buffering at most `capacity` elements.
+    public init(capacity: Int) {
         self.capacity = max(capacity, 1)
     }
 
     /// Elements buffered now.
-    var count: Int { state.withLock { $0.buffer.count } }
+    public var count: Int { state.withLock { $0.buffer.count } }
 
     // MARK: Sending
 
     /// Sends an element, waiting for room. Returns `false` if the channel was finished (the element is dropped:
     /// nobody will read it) or the sending task was cancelled.
     @discardableResult
-    func send(_ element: Element) async -> Bool {
+    public func send(_ element: Element) async -> Bool {
         while true {
             let action: SendAction = state.withLock { state in
                 if state.completion != nil { return .closed }
@@ -91,7 +96,7 @@ final class StreamChannel<Element: Sendable>: Sendable {
     }
 
     /// Sends without waiting. Returns `false` when the channel is full or finished.
-    func trySend(_ element: Element) -> Bool {
+    public func trySend(_ element: Element) -> Bool {
         let (accepted, receiver): (Bool, CheckedContinuation<ReceiveResult, any Error>?) = state.withLock { state in
             if state.completion != nil { return (false, nil) }
             if let receiver = state.receiver.take() { return (true, receiver) }
@@ -120,10 +125,10 @@ final class StreamChannel<Element: Sendable>: Sendable {
     }
 
     /// Ends the stream: the receiver gets the buffered elements, then the end (`nil`).
-    func finish() { complete(.success(())) }
+    public func finish() { complete(.success(())) }
 
     /// Fails the stream: the receiver gets the buffered elements, then `error`.
-    func fail(_ error: any Error) { complete(.failure(error)) }
+    public func fail(_ error: any Error) { complete(.failure(error)) }
 
     private func complete(_ result: Result<Void, any Error>) {
         let (receiver, senders): (CheckedContinuation<ReceiveResult, any Error>?, [CheckedContinuation<Bool, Never>]) =
@@ -147,7 +152,7 @@ final class StreamChannel<Element: Sendable>: Sendable {
 
     /// Receives the next element; `nil` when the channel finished.
     /// - Throws: the channel's failure, or `CancellationError` when the receiving task was cancelled.
-    func receive() async throws -> Element? {
+    public func receive() async throws -> Element? {
         switch try await receive(until: nil as ContinuousClock.Instant?, clock: nil as ContinuousClock?) {
         case .element(let element): return element
         case .finished, .timedOut:
@@ -157,19 +162,19 @@ final class StreamChannel<Element: Sendable>: Sendable {
     }
 
     /// Ends the stream at once, discarding buffered elements (a kill switch's shutdown).
-    func finishDiscarding() {
+    public func finishDiscarding() {
         state.withLock { $0.buffer.removeAll() }
         finish()
     }
 
     /// Fails the stream at once, discarding buffered elements (a kill switch's abort).
-    func failDiscarding(_ error: any Error) {
+    public func failDiscarding(_ error: any Error) {
         state.withLock { $0.buffer.removeAll() }
         fail(error)
     }
 
     /// Receives the next element, or `.timedOut` once `deadline` passes on `clock` (no deadline when `nil`).
-    func receive<C: Clock>(until deadline: C.Instant?, clock: C?) async throws -> ReceiveResult where C.Duration == Duration {
+    public func receive<C: Clock>(until deadline: C.Instant?, clock: C?) async throws -> ReceiveResult where C.Duration == Duration {
         if let immediate = try takeImmediately() { return immediate }
         let token = state.withLock { state -> UInt64 in
             state.receiverToken += 1

@@ -180,19 +180,22 @@ extension StreamElements {
     }
 }
 
-/// Runs a parallel stage's producer loop in a background task feeding its window.
-final class WindowPump<Element: Sendable>: @unchecked Sendable {
+/// A building block for custom parallel stages: runs the stage's producing loop in a background task (started on
+/// the first pull, cancelled when the reader goes away) that fills an ``AsyncWindow``; the reader takes results.
+public final class WindowPump<Element: Sendable>: @unchecked Sendable {
     // @unchecked Sendable: `handle` is only touched by `next()`, called from the stream's single reading task.
     private let window: AsyncWindow<Element>
     private let produce: @Sendable () async throws -> Void
     private var handle: TaskHandle?
 
-    init(window: AsyncWindow<Element>, produce: @escaping @Sendable () async throws -> Void) {
+    /// Creates a pump for `window`; `produce` reserves places and fills them, and returning ends the window.
+    public init(window: AsyncWindow<Element>, produce: @escaping @Sendable () async throws -> Void) {
         self.window = window
         self.produce = produce
     }
 
-    func next() async throws -> Element? {
+    /// The next result; starts the producing loop on first call.
+    public func next() async throws -> Element? {
         if handle == nil {
             let window = self.window
             let produce = self.produce

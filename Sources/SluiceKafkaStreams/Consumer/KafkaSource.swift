@@ -1,0 +1,221 @@
+import DequeModule
+public import Logging
+public import SluiceKafka
+public import SluiceStreams
+import Synchronization
+
+/// Kafka consumer sources (modelled on Pekko Connectors Kafka's `Consumer`). Each run creates its own consumer;
+/// the materialized ``KafkaConsumerControl`` stops, drains and shuts it down.
+public enum KafkaSource {
+    /// Messages as they come, with nothing to commit (offsets are neither stored nor committed by the source).
+    public static func plain(
+        _ settings: KafkaSourceSettings, logger: Logger = Logger(label: "sluice.kafka.source")
+    ) -> Source<KafkaConsumerMessage, KafkaConsumerControl> {
+        Source {
+            let counters = SourceCounters()
+            let consumer = try KafkaConsumer(configuration: settings.consumer, logger: logger)
+            try settings.subscription.apply(to: consumer)
+            let control = KafkaConsumerControl(consumer: consumer, coordinator: nil, counters: counters) {}
+            let elements = StreamElements<KafkaConsumerMessage>.make {
+                return {
+                    while !control.isStopped {
+                        switch try await consumer.read() {
+                        case .message(let message)?:
+                            counters.emit()
+                            return message
+                        case .wokenUp?: continue
+                        case nil: return nil
+                        }
+                    }
+                    return nil
+                }
+            }
+            return (elements, control)
+        }
+    }
+
+    /// Messages with a ``CommittableOffset`` each: pass the offsets to a committer (``KafkaCommitter``) once the
+    /// messages are done. A partition's committed offset never passes its lowest message not acknowledged.
+    ///
+    /// On revoke, the source stops handing out the partition's messages, waits up to
+    /// ``KafkaSourceSettings/revokeWait`` for its in-flight ones to be acknowledged, commits, and only then lets
+    /// the partition go: a clean rebalance causes no duplicates.
+    public static func committable(
+        _ settings: KafkaSourceSettings, logger: Logger = Logger(label: "sluice.kafka.source")
+    ) -> Source<CommittableMessage, KafkaConsumerControl> {
+        Source {
+            let state = CommittableSourceState(logger: logger)
+            let coordinator = KafkaCommitCoordinator(
+                maxInFlightPerPartition: settings.maxInFlightPerPartition, logger: logger
+            ) { partition in state.unblocked(partition) }
+            let consumer = try KafkaConsumer(configuration: settings.consumer, logger: logger) { event in
+                switch event {
+                case .assigned(let partitions):
+                    coordinator.assigned(partitions)
+                case .revoked(let partitions):
+                    state.forget(partitions)
+                    await coordinator.revoke(partitions, wait: settings.revokeWait)
+                case .lost(let partitions):
+                    state.forget(partitions)
+                    coordinator.lost(partitions)
+                }
+            }
+            coordinator.attach(consumer)
+            state.attach(consumer)
+            try settings.subscription.apply(to: consumer)
+            let counters = SourceCounters()
+            let control = KafkaConsumerControl(consumer: consumer, coordinator: coordinator, counters: counters) {
+                state.detach()
+            }
+            let elements = StreamElements<CommittableMessage>.make {
+                return {
+                    while !control.isStopped {
+                        if let ready = state.nextHeld(coordinator: coordinator) {
+                            counters.emit()
+                            return ready
+                        }
+                        switch try await consumer.read() {
+                        case .message(let message)?:
+                            if let admitted = state.admit(message, coordinator: coordinator) {
+                                counters.emit()
+                                return admitted
+                            }
+                            counters.setHeld(state.heldCount)
+                        case .wokenUp?:
+                            continue
+                        case nil:
+                            return nil
+                        }
+                    }
+                    return nil
+                }
+            }
+            return (elements, control)
+        }
+    }
+}
+
+/// The committable source's own state: messages held back for partitions at their in-flight limit.
+final class CommittableSourceState: Sendable {
+    private struct State {
+        /// Messages taken from the consumer for partitions at their in-flight limit, in offset order.
+        var held: [KafkaTopicPartition: Deque<KafkaConsumerMessage>] = [:]
+        /// Held partitions whose in-flight count came down: their held messages may go out again.
+        var ready: Set<KafkaTopicPartition> = []
+        var heldCount = 0
+    }
+    private let state = Mutex(State())
+    private let consumerBox = ConsumerBox()
+    private let logger: Logger
+
+    init(logger: Logger) { self.logger = logger }
+
+    func attach(_ consumer: KafkaConsumer) { consumerBox.set(consumer) }
+    func detach() { consumerBox.clear() }
+
+    var heldCount: Int { state.withLock { $0.heldCount } }
+
+    /// Hands a fresh message out (registered in its partition's ledger), holds it back (partition at its limit,
+    /// or earlier messages of it held), or drops it (partition no longer owned).
+    func admit(_ message: KafkaConsumerMessage, coordinator: KafkaCommitCoordinator) -> CommittableMessage? {
+        let partition = message.topicPartition
+        let ledger = coordinator.ledger(for: partition)
+        enum Outcome { case emit, hold(pause: Bool), drop }
+        let outcome: Outcome = state.withLock { state in
+            if let held = state.held[partition], !held.isEmpty {
+                state.held[partition]!.append(message)
+                state.heldCount += 1
+                return .hold(pause: false)
+            }
+            switch ledger.admit(message.offset) {
+            case .registered: return .emit
+            case .notOwned: return .drop
+            case .blocked:
+                state.held[partition, default: []].append(message)
+                state.heldCount += 1
+                return .hold(pause: true)
+            }
+        }
+        switch outcome {
+        case .emit:
+            return CommittableMessage(
+                message: message,
+                committableOffset: CommittableOffset(
+                    topicPartition: partition, offset: message.offset, ledger: ledger, coordinator: coordinator))
+        case .hold(let pause):
+            if pause, let consumer = consumerBox.get() {
+                do { try consumer.pause([partition]) } catch { logger.warning("cannot pause \(partition): \(error)") }
+            }
+            return nil
+        case .drop:
+            return nil
+        }
+    }
+
+    /// The next held message of a partition whose in-flight count came down, if any.
+    func nextHeld(coordinator: KafkaCommitCoordinator) -> CommittableMessage? {
+        while true {
+            enum Step { case none, emit(KafkaConsumerMessage, PartitionLedger), resume(KafkaTopicPartition), retry }
+            let step: Step = state.withLock { state in
+                guard let partition = state.ready.first else { return .none }
+                guard let message = state.held[partition]?.first else {
+                    state.ready.remove(partition)
+                    state.held[partition] = nil
+                    return .resume(partition)
+                }
+                let ledger = coordinator.ledger(for: partition)
+                switch ledger.admit(message.offset) {
+                case .registered:
+                    state.held[partition]!.removeFirst()
+                    state.heldCount -= 1
+                    return .emit(message, ledger)
+                case .blocked:
+                    state.ready.remove(partition)
+                    return .retry
+                case .notOwned:
+                    state.heldCount -= state.held[partition]?.count ?? 0
+                    state.held[partition] = nil
+                    state.ready.remove(partition)
+                    return .retry
+                }
+            }
+            switch step {
+            case .none:
+                return nil
+            case .emit(let message, let ledger):
+                return CommittableMessage(
+                    message: message,
+                    committableOffset: CommittableOffset(
+                        topicPartition: ledger.topicPartition, offset: message.offset, ledger: ledger,
+                        coordinator: coordinator))
+            case .resume(let partition):
+                if let consumer = consumerBox.get() {
+                    do { try consumer.resume([partition]) } catch { logger.warning("cannot resume \(partition): \(error)") }
+                }
+            case .retry:
+                continue
+            }
+        }
+    }
+
+    /// A held partition's in-flight count came down (called from the committer's acknowledgement).
+    func unblocked(_ partition: KafkaTopicPartition) {
+        let wake = state.withLock { state in
+            guard state.held[partition] != nil else { return false }
+            state.ready.insert(partition)
+            return true
+        }
+        if wake { consumerBox.get()?.wakeUpReader() }
+    }
+
+    /// Drops what is held for partitions being revoked or lost.
+    func forget(_ partitions: [KafkaTopicPartition]) {
+        state.withLock { state in
+            for partition in partitions {
+                state.heldCount -= state.held[partition]?.count ?? 0
+                state.held[partition] = nil
+                state.ready.remove(partition)
+            }
+        }
+    }
+}

@@ -1,0 +1,24 @@
+public import SluiceKafka
+/// The offset of a message handed out by a committable source: pass it to a committer once the message (and
+/// whatever it caused) is done. Acknowledging it never commits past an earlier message that is not done.
+public struct CommittableOffset: Sendable, CustomStringConvertible {
+    /// The message's partition.
+    public let topicPartition: KafkaTopicPartition
+    /// The message's offset.
+    public let offset: Int64
+    let ledger: PartitionLedger
+    let coordinator: KafkaCommitCoordinator
+
+    /// Records this offset as acknowledged without committing yet (a committer commits it with the next batch).
+    public func acknowledge() { ledger.acknowledge(offset) }
+
+    public var description: String { "\(topicPartition)@\(offset)" }
+}
+
+/// A message from a committable source, with the offset to acknowledge once it is done.
+public struct CommittableMessage: Sendable {
+    /// The message.
+    public let message: KafkaConsumerMessage
+    /// Its committable offset.
+    public let committableOffset: CommittableOffset
+}

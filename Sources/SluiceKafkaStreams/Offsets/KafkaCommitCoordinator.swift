@@ -1,0 +1,123 @@
+import SluiceKafka
+import Logging
+import Synchronization
+
+/// The commit side of one consumer: its partitions' ledgers, and the one lane through which every commit for the
+/// consumer goes (committer batches and revocations alike), so commits stay monotonic and none lands after a
+/// partition was given up.
+final class KafkaCommitCoordinator: Sendable {
+    private let ledgers = Mutex<[KafkaTopicPartition: PartitionLedger]>([:])
+    private let lane = AsyncSerialLane()
+    private let consumerBox: ConsumerBox
+    private let logger: Logger
+    let maxInFlightPerPartition: Int
+    private let onUnblocked: @Sendable (KafkaTopicPartition) -> Void
+
+    init(
+        maxInFlightPerPartition: Int, logger: Logger,
+        onUnblocked: @escaping @Sendable (KafkaTopicPartition) -> Void
+    ) {
+        self.consumerBox = ConsumerBox()
+        self.maxInFlightPerPartition = maxInFlightPerPartition
+        self.logger = logger
+        self.onUnblocked = onUnblocked
+    }
+
+    func attach(_ consumer: KafkaConsumer) { consumerBox.set(consumer) }
+
+    /// The current ledger of a partition; made on first use when the consumer was assigned partitions manually.
+    func ledger(for partition: KafkaTopicPartition) -> PartitionLedger {
+        ledgers.withLock { ledgers in
+            if let existing = ledgers[partition] { return existing }
+            let ledger = PartitionLedger(partition, maxInFlight: maxInFlightPerPartition, onUnblocked: onUnblocked)
+            ledgers[partition] = ledger
+            return ledger
+        }
+    }
+
+    /// New ledgers for newly assigned partitions.
+    func assigned(_ partitions: [KafkaTopicPartition]) {
+        ledgers.withLock { ledgers in
+            for partition in partitions {
+                ledgers[partition]?.markRevoked()
+                ledgers[partition] = PartitionLedger(
+                    partition, maxInFlight: maxInFlightPerPartition, onUnblocked: onUnblocked)
+            }
+        }
+    }
+
+    /// Gives partitions up cleanly: stop handing their messages out, wait up to `wait` for the ones in flight to
+    /// be acknowledged, commit what is done, then mark them revoked. Runs while the consumer still owns them.
+    func revoke(_ partitions: [KafkaTopicPartition], wait: Duration) async {
+        let revoking = ledgers.withLock { ledgers in partitions.compactMap { ledgers[$0] } }
+        for ledger in revoking { ledger.beginRevoke() }
+        let deadline = ContinuousClock.now.advanced(by: wait)
+        for ledger in revoking where !(await ledger.waitUntilIdle(deadline: deadline)) {
+            logger.warning(
+                """
+                revoking \(ledger.topicPartition) with \(ledger.outstanding) messages still in flight after \(wait): \
+                they will be delivered again to the partition's next owner
+                """)
+        }
+        await lane.run {
+            await commitLocked(revoking)
+            for ledger in revoking { ledger.markRevoked() }
+        }
+        ledgers.withLock { ledgers in
+            for partition in partitions where ledgers[partition].map({ ledger in revoking.contains { $0 === ledger } }) ?? false {
+                ledgers[partition] = nil
+            }
+        }
+    }
+
+    /// Partitions lost without a clean revoke: another member may own them, so nothing is committed for them.
+    func lost(_ partitions: [KafkaTopicPartition]) {
+        let lost = ledgers.withLock { ledgers in partitions.compactMap { ledgers.removeValue(forKey: $0) } }
+        for ledger in lost { ledger.markRevoked() }
+    }
+
+    /// Commits the committable position of every owned partition that moved since its last commit.
+    /// Failures are logged and retried with the next commit (positions only move forward), except fatal ones.
+    func commit() async throws {
+        let current = ledgers.withLock { Array($0.values) }
+        try await lane.run { try await commitLocked(current, throwingFatal: true) }
+    }
+
+    /// Commits `ledgers`' positions; must run inside the lane.
+    private func commitLocked(_ ledgers: [PartitionLedger], throwingFatal: Bool = false) async throws {
+        let positions = ledgers.compactMap { ledger in
+            ledger.positionToCommit().map { (ledger, $0) }
+        }
+        guard !positions.isEmpty, let consumer = consumerBox.get() else { return }
+        do {
+            try await consumer.commit(positions.map { KafkaTopicPartitionOffset($0.0.topicPartition, offset: $0.1) })
+            for (ledger, position) in positions { ledger.committed(position) }
+        } catch let error as KafkaError {
+            if error.isFatal && throwingFatal { throw error }
+            logger.warning("commit failed (will retry with the next commit): \(error)")
+        }
+    }
+
+    private func commitLocked(_ ledgers: [PartitionLedger]) async {
+        try? await commitLocked(ledgers, throwingFatal: false)
+    }
+
+    /// Offsets in flight per partition (handed out, not yet acknowledged).
+    var inFlight: [KafkaTopicPartition: Int] {
+        ledgers.withLock { ledgers in ledgers.mapValues { $0.outstanding } }
+    }
+
+    /// The last committed position per partition.
+    var committedPositions: [KafkaTopicPartition: Int64] {
+        ledgers.withLock { ledgers in ledgers.compactMapValues { $0.lastCommitted } }
+    }
+}
+
+/// Holds the consumer weakly-ish: set once after the consumer exists (its rebalance handler needs the coordinator
+/// first).
+final class ConsumerBox: Sendable {
+    private let consumer = Mutex<KafkaConsumer?>(nil)
+    func set(_ value: KafkaConsumer) { consumer.withLock { $0 = value } }
+    func get() -> KafkaConsumer? { consumer.withLock { $0 } }
+    func clear() { consumer.withLock { $0 = nil } }
+}

@@ -1,0 +1,117 @@
+public import Logging
+public import SluiceKafka
+public import SluiceStreams
+import Synchronization
+
+/// Producer stages (modelled on Pekko Connectors Kafka's `Producer`): a flow that produces each envelope and emits
+/// its delivery result in order, and sinks built on it.
+public enum KafkaProducerStages {
+    /// Produces each envelope's messages with `producer` and emits the results in envelope order, keeping at most
+    /// `parallelism` envelopes in flight (that bound is the stage's backpressure). The producer is shared: the
+    /// caller closes it.
+    ///
+    /// A delivery failure (after librdkafka's own retries, within `message.timeout.ms`) fails the stream; what was
+    /// not delivered is not passed through, so its offset is never committed.
+    public static func flow<PassThrough: Sendable>(
+        producer: KafkaProducer, parallelism: Int = 10_000
+    ) -> Flow<ProducerEnvelope<PassThrough>, ProducerResult<PassThrough>, Void> {
+        Flow.fromElements { upstream in
+            produced(upstream, producer: producer, parallelism: parallelism, onFinish: nil)
+        }
+    }
+
+    /// Like ``flow(producer:parallelism:)``, but creates a producer from `configuration` for each run and
+    /// flushes and closes it when the stream ends.
+    public static func flow<PassThrough: Sendable>(
+        configuration: KafkaProducerConfiguration, parallelism: Int = 10_000,
+        logger: Logger = Logger(label: "sluice.kafka.producer")
+    ) -> Flow<ProducerEnvelope<PassThrough>, ProducerResult<PassThrough>, Void> {
+        Flow { upstream in
+            let producer = try KafkaProducer(configuration: configuration, logger: logger)
+            let elements = produced(upstream, producer: producer, parallelism: parallelism) {
+                try await producer.close()
+            }
+            return (elements, ())
+        }
+    }
+
+    /// Produces every message with `producer`; completes when the stream has ended and every message is delivered.
+    public static func sink(
+        producer: KafkaProducer, parallelism: Int = 10_000
+    ) -> Sink<KafkaProducerMessage, StreamCompletion<Void>> {
+        Flow<KafkaProducerMessage, KafkaProducerMessage, Void>()
+            .map { ProducerEnvelope<Void>.single($0, ()) }
+            .via(flow(producer: producer, parallelism: parallelism))
+            .toMat(Sink.ignore(), Keep.right)
+    }
+
+    static func produced<PassThrough: Sendable>(
+        _ upstream: StreamElements<ProducerEnvelope<PassThrough>>, producer: KafkaProducer, parallelism: Int,
+        onFinish: (@Sendable () async throws -> Void)?
+    ) -> StreamElements<ProducerResult<PassThrough>> {
+        .make {
+            let window = ResultWindow<PassThrough>(capacity: parallelism, ordered: true)
+            let pump = WindowPump(window: window) {
+                for try await envelope in upstream {
+                    guard let slot = await window.reserve() else { return }
+                    switch envelope {
+                    case .single(let message, let passThrough):
+                        try await producer.send(message) { result in
+                            window.fill(slot, with: result.map { .single($0, passThrough) })
+                        }
+                    case .multi(let messages, let passThrough):
+                        let collector = MultiDelivery(count: messages.count) { result in
+                            window.fill(slot, with: result.map { .multi($0, passThrough) })
+                        }
+                        for (index, message) in messages.enumerated() {
+                            try await producer.send(message) { collector.delivered(index, $0) }
+                        }
+                    case .passThrough(let passThrough):
+                        window.fill(slot, with: .success(.passThrough(passThrough)))
+                    }
+                }
+                try await onFinish?()
+            }
+            return {
+                guard let result = try await pump.next() else { return nil }
+                return try result.get()
+            }
+        }
+    }
+}
+
+typealias ResultWindow<PassThrough: Sendable> = AsyncWindow<Result<ProducerResult<PassThrough>, KafkaError>>
+
+/// Collects the delivery reports of a multi-message envelope; reports once, when all are in (or one failed).
+final class MultiDelivery: Sendable {
+    private let state: Mutex<(reports: [KafkaDeliveryReport?], remaining: Int, done: Bool)>
+    private let completion: @Sendable (Result<[KafkaDeliveryReport], KafkaError>) -> Void
+
+    init(count: Int, completion: @escaping @Sendable (Result<[KafkaDeliveryReport], KafkaError>) -> Void) {
+        self.state = Mutex((Array(repeating: nil, count: count), count, false))
+        self.completion = completion
+        if count == 0 {
+            state.withLock { $0.done = true }
+            completion(.success([]))
+        }
+    }
+
+    func delivered(_ index: Int, _ result: Result<KafkaDeliveryReport, KafkaError>) {
+        let outcome: Result<[KafkaDeliveryReport], KafkaError>? = state.withLock { state in
+            guard !state.done else { return nil }
+            switch result {
+            case .failure(let error):
+                state.done = true
+                return .failure(error)
+            case .success(let report):
+                state.reports[index] = report
+                state.remaining -= 1
+                guard state.remaining == 0 else { return nil }
+                state.done = true
+                return .success(state.reports.map { $0! })
+            }
+        }
+        if let outcome { completion(outcome) }
+    }
+}
+
