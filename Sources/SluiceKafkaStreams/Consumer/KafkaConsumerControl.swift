@@ -38,6 +38,14 @@ public final class KafkaConsumerControl: Sendable {
         onShutdown()
     }
 
+    /// Leaves the group without committing anything more: in-flight and acknowledged-but-uncommitted messages are
+    /// abandoned and will be delivered again to the partitions' next owners (at-least-once). For a stream that is
+    /// being torn down after a failure, when finishing in-flight work is not wanted.
+    public func abandon() async {
+        coordinator?.abandonAll()
+        await shutdown()
+    }
+
     /// Drains and shuts down: stop taking new messages, wait (up to `timeout`) for the stream to complete (every
     /// in-flight message acknowledged and committed by the committer at the end of the stream), then leave the
     /// group. This is what a graceful shutdown (SIGTERM) calls.

@@ -7,6 +7,8 @@ import Synchronization
 /// partition was given up.
 final class KafkaCommitCoordinator: Sendable {
     private let ledgers = Mutex<[KafkaTopicPartition: PartitionLedger]>([:])
+    /// Set by ``abandonAll()``: no ledger is made or committed any more.
+    private let isAbandoned = Mutex(false)
     private let lane = AsyncSerialLane()
     private let consumerBox: ConsumerBox
     private let logger: Logger
@@ -27,7 +29,12 @@ final class KafkaCommitCoordinator: Sendable {
 
     /// The current ledger of a partition; made on first use when the consumer was assigned partitions manually.
     func ledger(for partition: KafkaTopicPartition) -> PartitionLedger {
-        ledgers.withLock { ledgers in
+        if isAbandoned.withLock({ $0 }) {
+            let ledger = PartitionLedger(partition, maxInFlight: maxInFlightPerPartition, onUnblocked: onUnblocked)
+            ledger.markRevoked()
+            return ledger
+        }
+        return ledgers.withLock { ledgers in
             if let existing = ledgers[partition] { return existing }
             let ledger = PartitionLedger(partition, maxInFlight: maxInFlightPerPartition, onUnblocked: onUnblocked)
             ledgers[partition] = ledger
@@ -37,6 +44,7 @@ final class KafkaCommitCoordinator: Sendable {
 
     /// New ledgers for newly assigned partitions.
     func assigned(_ partitions: [KafkaTopicPartition]) {
+        guard !isAbandoned.withLock({ $0 }) else { return }
         ledgers.withLock { ledgers in
             for partition in partitions {
                 ledgers[partition]?.markRevoked()
@@ -68,6 +76,16 @@ final class KafkaCommitCoordinator: Sendable {
                 ledgers[partition] = nil
             }
         }
+    }
+
+    /// Gives every partition up without committing (``KafkaConsumerControl/abandon()``).
+    func abandonAll() {
+        isAbandoned.withLock { $0 = true }
+        let all = ledgers.withLock { ledgers in
+            defer { ledgers = [:] }
+            return Array(ledgers.values)
+        }
+        for ledger in all { ledger.markRevoked() }
     }
 
     /// Partitions lost without a clean revoke: another member may own them, so nothing is committed for them.
