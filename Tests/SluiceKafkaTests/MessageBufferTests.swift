@@ -9,23 +9,27 @@ struct MessageBufferTests {
         offsets.map { KafkaConsumerMessage(topic: "t", partition: partition, offset: $0, key: nil, value: [UInt8($0 % 256)]) }
     }
 
-    @Test("append reports full at capacity; draining to the threshold while paused signals once")
-    func capacityAndResumeSignal() async throws {
+    @Test("append reports full at capacity; the poll thread is woken when room returns and when a stall drains")
+    func capacityAndWakeUps() async throws {
         let drained = DrainCounter()
-        let buffer = KafkaConsumerMessageBuffer(capacity: 10) { drained.increment() }
+        let buffer = KafkaConsumerMessageBuffer(capacity: 12) { drained.increment() }
         #expect(buffer.append(messages(0, 0..<6)) == false)
-        #expect(buffer.append(messages(0, 6..<12)) == true)
+        #expect(buffer.append(messages(0, 6..<14)) == true)
         buffer.setBackpressurePaused(true)
-        #expect(buffer.count == 12)
-        for expected in 0..<7 {
-            let message = try await buffer.nextMessage()
-            #expect(message?.offset == Int64(expected))
+        #expect(buffer.count == 14)
+        // Down to 9 (three quarters of 12): room for a refill, one wake-up.
+        for expected in 0..<5 {
+            #expect(try await buffer.nextMessage()?.offset == Int64(expected))
         }
-        // 12 - 7 = 5 = threshold: crossed exactly once.
-        #expect(buffer.count == 5)
+        #expect(buffer.count == 9)
         #expect(drained.value == 1)
+        // Down to 6 (half), while paused for a stall: time to resume, a second wake-up.
+        for _ in 0..<3 { _ = try await buffer.nextMessage() }
+        #expect(buffer.count == 6)
+        #expect(drained.value == 2)
         _ = try await buffer.nextMessage()
-        #expect(drained.value == 1)
+        #expect(drained.value == 2)
+        #expect(buffer.takenCount == 9)
     }
 
     @Test("messages stay until taken: a new reader continues where the last stopped")

@@ -55,11 +55,13 @@ public final class KafkaConsumer: Sendable {
         logger[metadataKey: LogKey.client] = .string(configuration.client.clientID)
         logger[metadataKey: LogKey.groupID] = .string(configuration.groupID)
         let pollThread = self.pollThread
-        let queueBox = QueueBox()
+        let signal = RDKafkaPollSignal()
         let buffer = KafkaConsumerMessageBuffer(capacity: configuration.maxBufferedMessages) {
-            queueBox.wake()
+            signal.notify()
         }
-        let shared = Shared(logger: logger, buffer: buffer, onRebalance: onRebalance)
+        let shared = Shared(
+            logger: logger, buffer: buffer, signal: signal, stallPause: configuration.stallPause,
+            onRebalance: onRebalance)
         self.shared = shared
         let context = RDKafkaClientContext(
             logger: logger,
@@ -68,7 +70,7 @@ public final class KafkaConsumer: Sendable {
             onCommit: { code, offsets in shared.asyncCommitted(code: code, offsets: offsets) })
         let client = try RDKafkaClient(kind: .consumer, properties: configuration.librdkafkaProperties(), context: context)
         self.client = client
-        queueBox.set(client)
+        if let queue = client.consumerQueue { rd_kafka_queue_cb_event_enable(queue, queueEventCallback, signal.opaque) }
         let batchSize = max(configuration.pollBatchSize, 1)
         pollThread.start(name: "sluice-consumer-poll") {
             Self.pollLoop(client: client, shared: shared, pollThread: pollThread, batchSize: batchSize)
@@ -77,7 +79,7 @@ public final class KafkaConsumer: Sendable {
 
     deinit {
         pollThread.requestStop()
-        if let queue = client.consumerQueue { rd_kafka_queue_yield(queue) }
+        shared.signal.notify()
     }
 
     // MARK: - Subscription and assignment
@@ -143,7 +145,7 @@ public final class KafkaConsumer: Sendable {
                 throw KafkaError.rdkafka(raw, as: .partitions, context: "resuming \(toResume)")
             }
         }
-        if let queue = client.consumerQueue { rd_kafka_queue_yield(queue) }
+        shared.signal.notify()
     }
 
     /// What ``read()`` returns.
@@ -310,7 +312,7 @@ public final class KafkaConsumer: Sendable {
     public func close() async {
         shared.state.withLock { $0.isClosed = true }
         pollThread.requestStop()
-        if let queue = client.consumerQueue { rd_kafka_queue_yield(queue) }
+        shared.signal.notify()
         await pollThread.waitForExit()
     }
 
@@ -324,14 +326,16 @@ public final class KafkaConsumer: Sendable {
     // MARK: - Poll loop (runs on the dedicated poll thread)
 
     private static func pollLoop(client: RDKafkaClient, shared: Shared, pollThread: RDKafkaPollThread, batchSize: Int) {
-        guard let queue = client.consumerQueue else { return }
+        guard let consumerQueue = client.consumerQueue else { return }
         let slots = UnsafeMutablePointer<UnsafeMutablePointer<rd_kafka_message_t>?>.allocate(capacity: batchSize)
         defer { slots.deallocate() }
         var topicNames: [OpaquePointer: String] = [:]
-        while !pollThread.isStopRequested {
-            shared.resumeIfDrained(client.handle)
-            let received = rd_kafka_consume_batch_queue(queue, 100, slots, batchSize)
-            guard received > 0 else { continue }
+        var nextPartition = 0
+
+        /// Takes up to `limit` messages from `queue` without waiting; returns how many it took.
+        func drain(_ queue: OpaquePointer, limit: Int, intoBuffer: Bool = true) -> Int {
+            let received = rd_kafka_consume_batch_queue(queue, 0, slots, min(limit, batchSize))
+            guard received > 0 else { return 0 }
             var batch: [KafkaConsumerMessage] = []
             batch.reserveCapacity(received)
             for index in 0..<received {
@@ -343,13 +347,37 @@ public final class KafkaConsumer: Sendable {
                 }
                 batch.append(KafkaConsumerMessage(pointer, topicNames: &topicNames))
             }
-            if shared.buffer.append(batch) { shared.pauseForBackpressure(client.handle) }
+            _ = shared.buffer.append(batch)
+            return received
+        }
+
+        while !pollThread.isStopRequested {
+            // Events first (rebalances, errors, commit results), served on this thread. Messages only arrive here in
+            // the instant between an assignment and the switch to its partition queue.
+            var didWork = drain(consumerQueue, limit: batchSize) > 0
+            // Then messages, partition by partition in turn, while the hand-over buffer has room. With no room,
+            // messages stay in librdkafka's per-partition queues, whose size limits stop its fetching: the bound
+            // reaches the broker without pausing anything.
+            let queues = shared.fetchableQueues()
+            var room = shared.buffer.capacity - shared.buffer.count
+            if !queues.isEmpty && room > 0 {
+                for step in 0..<queues.count where room > 0 {
+                    let taken = drain(queues[(nextPartition + step) % queues.count], limit: room)
+                    room -= taken
+                    didWork = didWork || taken > 0
+                }
+                nextPartition = (nextPartition + 1) % queues.count
+            }
+            shared.applyStallPolicy(client.handle, hasRoom: room > 0)
+            if !didWork { shared.signal.wait(timeout: 0.1) }
         }
         // Leave the group: librdkafka revokes the assignment through the rebalance callback on this thread.
         let raw = rd_kafka_consumer_close(client.handle)
         if raw != RD_KAFKA_RESP_ERR_NO_ERROR {
             shared.logger.warning("closing the consumer: \(KafkaErrorCode(raw))")
         }
+        shared.releasePartitionQueues()
+        rd_kafka_queue_cb_event_enable(consumerQueue, nil, nil)
         shared.buffer.finish(shared.state.withLock { $0.fatalError }.map { .failed($0) } ?? .finished)
     }
 }
@@ -361,6 +389,7 @@ extension KafkaConsumer {
             var assignment: Set<KafkaTopicPartition> = []
             var userPaused: Set<KafkaTopicPartition> = []
             var backpressurePaused: Set<KafkaTopicPartition> = []
+            var partitionQueues: [KafkaTopicPartition: PartitionQueue] = [:]
             var isClosed = false
             var fatalError: KafkaError?
         }
@@ -368,12 +397,86 @@ extension KafkaConsumer {
         let state = Mutex(State())
         let logger: Logger
         let buffer: KafkaConsumerMessageBuffer
+        let signal: RDKafkaPollSignal
+        let stallPause: Duration
         let onRebalance: RebalanceHandler?
+        /// The poll thread's view of the reader's progress, for stall detection (poll thread only).
+        private let stall = Mutex<(takenAtFull: Int, since: ContinuousClock.Instant?)>((0, nil))
 
-        init(logger: Logger, buffer: KafkaConsumerMessageBuffer, onRebalance: RebalanceHandler?) {
+        init(
+            logger: Logger, buffer: KafkaConsumerMessageBuffer, signal: RDKafkaPollSignal, stallPause: Duration,
+            onRebalance: RebalanceHandler?
+        ) {
             self.logger = logger
             self.buffer = buffer
+            self.signal = signal
+            self.stallPause = stallPause
             self.onRebalance = onRebalance
+        }
+
+        /// The partition queues to take messages from now: assigned, and paused neither by the caller nor for a stall.
+        func fetchableQueues() -> [OpaquePointer] {
+            state.withLock { state in
+                state.partitionQueues.compactMap { partition, queue in
+                    state.userPaused.contains(partition) || state.backpressurePaused.contains(partition)
+                        ? nil : queue.pointer
+                }
+            }
+        }
+
+        /// Gives each newly assigned partition a queue of its own (so its messages wait in librdkafka, bounded by its
+        /// pre-fetch limits, until the reader has room), waking the poll thread when messages land in it.
+        func openPartitionQueues(_ rk: OpaquePointer, _ partitions: [KafkaTopicPartition]) {
+            var opened: [KafkaTopicPartition: PartitionQueue] = [:]
+            for partition in partitions {
+                guard let queue = rd_kafka_queue_get_partition(rk, partition.topic, partition.partition) else { continue }
+                rd_kafka_queue_forward(queue, nil)
+                rd_kafka_queue_cb_event_enable(queue, queueEventCallback, signal.opaque)
+                opened[partition] = PartitionQueue(pointer: queue)
+            }
+            let replaced = state.withLock { state in
+                opened.compactMap { partition, queue in
+                    defer { state.partitionQueues[partition] = queue }
+                    return state.partitionQueues[partition]
+                }
+            }
+            for queue in replaced { queue.release() }
+            signal.notify()
+        }
+
+        /// Releases the queues of partitions given up.
+        func closePartitionQueues(_ partitions: [KafkaTopicPartition]) {
+            let closed = state.withLock { state in partitions.compactMap { state.partitionQueues.removeValue(forKey: $0) } }
+            for queue in closed { queue.release() }
+        }
+
+        func releasePartitionQueues() {
+            let all = state.withLock { state in
+                defer { state.partitionQueues = [:] }
+                return Array(state.partitionQueues.values)
+            }
+            for queue in all { queue.release() }
+        }
+
+        /// A reader that has taken nothing for ``stallPause`` while the buffer was full has stalled: pause the
+        /// partitions in librdkafka (releasing its pre-fetched messages) until the reader drains the buffer to half.
+        /// Short waits never pause: resuming a partition costs librdkafka up to a second before it fetches again.
+        func applyStallPolicy(_ rk: OpaquePointer, hasRoom: Bool) {
+            let now = ContinuousClock.now
+            let taken = buffer.takenCount
+            if !hasRoom {
+                let shouldPause = stall.withLock { stall -> Bool in
+                    if stall.since == nil || stall.takenAtFull != taken {
+                        stall = (taken, now)
+                        return false
+                    }
+                    return now - stall.since! >= stallPause
+                }
+                if shouldPause && !buffer.isBackpressurePaused { pauseForBackpressure(rk) }
+            } else {
+                stall.withLock { $0 = (taken, nil) }
+                if buffer.isBackpressurePaused && buffer.count <= buffer.resumeThreshold { resumeAfterStall(rk) }
+            }
         }
 
         func report(_ error: KafkaError) {
@@ -394,7 +497,7 @@ extension KafkaConsumer {
             report(.rdkafka(raw, as: .consume, context: "consuming \(topic)[\(message.pointee.partition)]: \(text)"))
         }
 
-        /// Pauses every fetching partition because the hand-over buffer is full (poll thread).
+        /// Pauses every fetching partition because the reader stalled (poll thread).
         func pauseForBackpressure(_ rk: OpaquePointer) {
             let toPause = state.withLock { state -> [KafkaTopicPartition] in
                 let fetching = state.assignment.subtracting(state.userPaused).subtracting(state.backpressurePaused)
@@ -403,14 +506,13 @@ extension KafkaConsumer {
             }
             if !toPause.isEmpty {
                 RDKafkaTopicPartitionList.with(toPause) { _ = rd_kafka_pause_partitions(rk, $0) }
-                logger.debug("hand-over buffer full: paused \(toPause.count) partitions")
+                logger.debug("reader stalled with a full hand-over buffer: paused \(toPause.count) partitions")
             }
             buffer.setBackpressurePaused(true)
         }
 
-        /// Resumes partitions paused for backpressure once the reader drained the buffer (poll thread).
-        func resumeIfDrained(_ rk: OpaquePointer) {
-            guard buffer.isBackpressurePaused, buffer.count <= buffer.resumeThreshold else { return }
+        /// Resumes partitions paused for a stall once the reader drained the buffer (poll thread).
+        func resumeAfterStall(_ rk: OpaquePointer) {
             let toResume = state.withLock { state -> [KafkaTopicPartition] in
                 defer { state.backpressurePaused = [] }
                 return Array(state.backpressurePaused.subtracting(state.userPaused))
@@ -448,6 +550,7 @@ extension KafkaConsumer {
                     return false
                 }
                 if pauseNew, let list { _ = rd_kafka_pause_partitions(rk, list) }
+                openPartitionQueues(rk, partitions)
                 logger.info("assigned \(partitions.count) partitions", metadata: [LogKey.partitions: "\(partitions)"])
                 deliver(.assigned(partitions))
             case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
@@ -464,6 +567,7 @@ extension KafkaConsumer {
                 } else {
                     _ = rd_kafka_assign(rk, nil)
                 }
+                closePartitionQueues(isCooperative ? partitions : Array(state.withLock { $0.partitionQueues.keys }))
                 state.withLock { state in
                     if isCooperative {
                         state.assignment.subtract(partitions)
@@ -476,6 +580,7 @@ extension KafkaConsumer {
             default:
                 report(.rdkafka(code, as: .rebalance, context: "rebalance"))
                 _ = rd_kafka_assign(rk, nil)
+                releasePartitionQueues()
                 state.withLock { $0.assignment = [] }
             }
         }
@@ -498,14 +603,16 @@ extension KafkaConsumer {
         }
     }
 
-    /// Lets the hand-over buffer wake the poll thread (set once, right after the client exists). Holds the client
-    /// weakly: the client owns the buffer (through its callback context), so a strong reference would be a cycle.
-    final class QueueBox: Sendable {
-        private struct WeakClient { weak var value: RDKafkaClient? }
-        private let client = Mutex(WeakClient())
-        func set(_ value: RDKafkaClient) { client.withLock { $0.value = value } }
-        func wake() {
-            if let queue = client.withLock({ $0.value })?.consumerQueue { rd_kafka_queue_yield(queue) }
+    /// A partition's own librdkafka queue.
+    ///
+    /// `@unchecked Sendable`: the pointer is only used by the poll thread (to read) and released once, by the poll
+    /// thread, after its event callback was disabled; librdkafka queues are thread-safe.
+    struct PartitionQueue: @unchecked Sendable {
+        let pointer: OpaquePointer
+
+        func release() {
+            rd_kafka_queue_cb_event_enable(pointer, nil, nil)
+            rd_kafka_queue_destroy(pointer)
         }
     }
 }

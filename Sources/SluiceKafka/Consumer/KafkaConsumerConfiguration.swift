@@ -25,6 +25,14 @@ public struct KafkaConsumerConfiguration: Sendable {
     public var maxPrefetchKilobytes: Int = 4096
     /// At most this many messages in librdkafka's pre-fetch queue (`queued.min.messages`). Default: 10,000.
     public var minPrefetchMessages: Int = 10_000
+    /// How long librdkafka waits before fetching a partition again when its pre-fetch queue is over the limits
+    /// above (`fetch.queue.backoff.ms`). Sluice drains that queue continuously into its own bounded buffer, so a
+    /// short wait keeps throughput up. Default: 10 ms (librdkafka's own default, 1 s, stalls bounded consumers).
+    public var fetchQueueBackoff: Duration = .milliseconds(10)
+    /// How long the reader may take nothing while the hand-over buffer is full before the consumer pauses its
+    /// partitions in librdkafka (releasing pre-fetched messages). Shorter waits only stop taking messages from
+    /// librdkafka's bounded per-partition queues. Default: 1 second.
+    public var stallPause: Duration = .seconds(1)
     /// How many messages the poll thread takes from librdkafka in one call. Default: 1,024.
     public var pollBatchSize: Int = 1024
 
@@ -72,6 +80,7 @@ public struct KafkaConsumerConfiguration: Sendable {
             ("enable.auto.offset.store", isAutoOffsetStoreEnabled ? "true" : "false"),
             ("queued.max.messages.kbytes", String(maxPrefetchKilobytes)),
             ("queued.min.messages", String(minPrefetchMessages)),
+            ("fetch.queue.backoff.ms", String(fetchQueueBackoff.milliseconds)),
         ]
     }
 }

@@ -42,6 +42,8 @@ final class KafkaConsumerMessageBuffer: Sendable {
         var waiter: Waiter?
         /// Set by the poll thread when it paused partitions because the buffer was full.
         var isBackpressurePaused = false
+        /// Messages taken by the reader so far (for stall detection).
+        var taken = 0
         /// Set by ``wakeUpReader()`` when no reader was waiting: the next read returns `.wokenUp` at once.
         var isWakeUpPending = false
     }
@@ -62,6 +64,9 @@ final class KafkaConsumerMessageBuffer: Sendable {
 
     /// Messages currently buffered (not yet taken by the reader).
     var count: Int { state.withLock { $0.count } }
+
+    /// Messages taken by the reader so far.
+    var takenCount: Int { state.withLock { $0.taken } }
 
     /// Whether the poll thread has partitions paused because the buffer was full.
     var isBackpressurePaused: Bool { state.withLock { $0.isBackpressurePaused } }
@@ -273,6 +278,11 @@ final class KafkaConsumerMessageBuffer: Sendable {
     private func takeCountLocked(_ state: inout State, _ taken: Int) -> Bool {
         let before = state.count
         state.count -= taken
-        return state.isBackpressurePaused && before > resumeThreshold && state.count <= resumeThreshold
+        state.taken &+= taken
+        // Wake the poll thread when a full buffer has room again (it waits for room) and when a stalled one is
+        // drained to half (it resumes paused partitions then).
+        let refillThreshold = capacity - capacity / 4
+        return (before > refillThreshold && state.count <= refillThreshold)
+            || (state.isBackpressurePaused && before > resumeThreshold && state.count <= resumeThreshold)
     }
 }
