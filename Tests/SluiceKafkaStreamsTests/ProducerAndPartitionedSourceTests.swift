@@ -1,0 +1,120 @@
+import SluiceKafka
+import SluiceKafkaStreams
+import SluiceStreams
+import SluiceTesting
+import Synchronization
+import Testing
+
+@Suite("Consume, transform, produce, commit as one pipeline", .serialized, .timeLimit(.minutes(3)))
+struct ProducerAndPartitionedSourceTests {
+    @Test("per-partition sub-streams bridge a topic into another with single, multi and pass-through envelopes")
+    func partitionedBridge() async throws {
+        let input = uniqueTestName("bridge-in")
+        let output = uniqueTestName("bridge-out")
+        let admin = try await makeTestAdmin()
+        try await admin.createTopics([
+            KafkaTopicSpecification(name: input, partitions: 3), KafkaTopicSpecification(name: output, partitions: 2),
+        ])
+        let ends = try await produceSequenced(topic: input, keys: 9, perKey: 40)
+        let total = Int(ends.values.reduce(0, +))
+
+        let producer = try KafkaProducer(configuration: try await makeTestProducerConfiguration())
+        let committer = KafkaCommitterSettings(maxBatch: 20, maxInterval: .milliseconds(100))
+        let subStreams = Mutex(0)
+        let settings = try await testSourceSettings(topic: input)
+        // Sequence % 3: 0 → one message, 1 → two messages, 2 → nothing (offset passed through and committed).
+        let bridge = Flow<CommittableMessage, CommittableMessage, Void>()
+            .map { message -> ProducerEnvelope<CommittableOffset> in
+                let sequence = Int(message.message.valueString!.split(separator: ":")[1])!
+                let value = message.message.valueString!
+                switch sequence % 3 {
+                case 0:
+                    return .single(KafkaProducerMessage(topic: output, key: message.message.key, value: Array(value.utf8)), message.committableOffset)
+                case 1:
+                    return .multi(
+                        ["a", "b"].map { KafkaProducerMessage(topic: output, key: message.message.key, value: Array("\(value):\($0)".utf8)) },
+                        message.committableOffset)
+                default:
+                    return .passThrough(message.committableOffset)
+                }
+            }
+            .via(KafkaProducerStages.flow(producer: producer, parallelism: 64))
+            .map { $0.passThrough }
+        let (control, completion) = try KafkaSource.committablePartitioned(settings)
+            .mapAsyncUnordered(parallelism: 16) { (_, subSource) -> Void in
+                subStreams.withLock { $0 += 1 }
+                try await subSource.via(bridge).runWith(KafkaCommitter.sink(committer)).value()
+            }
+            .toMat(Sink.ignore(), Keep.both).run()
+
+        let partitions = ends.keys.map { KafkaTopicPartition(topic: input, partition: $0) }
+        try await Eventually.require(timeout: .seconds(60), "every input offset is committed") {
+            try await control.kafkaConsumer.committed(partitions).allSatisfy { $0.offset == ends[$0.partition] }
+        }
+        #expect(subStreams.withLock { $0 } == 3)
+        // Shutting down revokes the partitions: each sub-source completes, and so does the outer stream.
+        await control.shutdown()
+        try await completion.value()
+        try await producer.close()
+
+        // The output topic holds exactly what the envelopes asked for.
+        var readBack = try await makeTestConsumerConfiguration()
+        readBack.autoOffsetReset = .earliest
+        let consumer = try KafkaConsumer(configuration: readBack)
+        try consumer.subscribe(topics: [output])
+        var expected: [String] = []
+        for key in 0..<9 {
+            for sequence in 0..<40 {
+                switch sequence % 3 {
+                case 0: expected.append("key-\(key):\(sequence)")
+                case 1: expected += ["key-\(key):\(sequence):a", "key-\(key):\(sequence):b"]
+                default: break
+                }
+            }
+        }
+        var received: [String] = []
+        for try await message in consumer.messages {
+            received.append(message.valueString!)
+            if received.count == expected.count { break }
+        }
+        await consumer.close()
+        #expect(received.sorted() == expected.sorted())
+        #expect(total == 360)
+    }
+
+    @Test("a producer sink delivers every message and completes when the stream does")
+    func producerSink() async throws {
+        try await withTestTopic(partitions: 2) { topic in
+            let producer = try KafkaProducer(configuration: try await makeTestProducerConfiguration())
+            let done = try Source(0..<500)
+                .map { KafkaProducerMessage(topic: topic, key: "k\($0 % 7)", value: "\($0)") }
+                .runWith(KafkaProducerStages.sink(producer: producer, parallelism: 50))
+            try await done.value()
+            try await producer.close()
+            let consumer = try KafkaConsumer(configuration: try await makeTestConsumerConfiguration())
+            try consumer.subscribe(topics: [topic])
+            var values = Set<Int>()
+            for try await message in consumer.messages {
+                values.insert(Int(message.valueString!)!)
+                if values.count == 500 { break }
+            }
+            await consumer.close()
+            #expect(values == Set(0..<500))
+        }
+    }
+
+    @Test("a delivery failure fails the stream and its offset is not committed")
+    func deliveryFailureFailsStream() async throws {
+        var configuration = try await makeTestProducerConfiguration()
+        configuration.unknownTopicTimeout = .milliseconds(500)
+        configuration.messageTimeout = .seconds(5)
+        let producer = try KafkaProducer(configuration: configuration)
+        let missing = uniqueTestName("missing")
+        let results = try Source([1])
+            .map { ProducerEnvelope<Int>.single(KafkaProducerMessage(topic: missing, key: "k", value: "\($0)"), $0) }
+            .via(KafkaProducerStages.flow(producer: producer))
+            .runWith(Sink.collect())
+        await #expect(throws: KafkaError.self) { try await results.value() }
+        try await producer.close()
+    }
+}
