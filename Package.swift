@@ -32,6 +32,7 @@ let package = Package(
         .library(name: "SluiceKafka", targets: ["SluiceKafka"]),
         .library(name: "SluiceStreams", targets: ["SluiceStreams"]),
         .library(name: "SluiceKafkaStreams", targets: ["SluiceKafkaStreams"]),
+        .library(name: "SluiceActors", targets: ["SluiceActors"]),
         .executable(name: "sluice", targets: ["sluice"]),
         .executable(name: "sluice-bench", targets: ["sluice-bench"]),
     ],
@@ -64,6 +65,15 @@ let package = Package(
             name: "SluiceKafkaStreams",
             dependencies: [
                 "SluiceKafka", "SluiceStreams", .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwiftSettings
+        ),
+        // Actors: typed references, bounded mailboxes, hierarchy, supervision, timers; sharded entities.
+        .target(
+            name: "SluiceActors",
+            dependencies: [
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwiftSettings
@@ -101,6 +111,11 @@ let package = Package(
         .testTarget(
             name: "SluiceStreamsTests",
             dependencies: ["SluiceStreams", "SluiceTesting"],
+            swiftSettings: strictSwiftSettings
+        ),
+        .testTarget(
+            name: "SluiceActorsTests",
+            dependencies: ["SluiceActors", "SluiceTesting"],
             swiftSettings: strictSwiftSettings
         ),
         .testTarget(

@@ -1,0 +1,50 @@
+public import Logging
+
+/// What an actor can do besides handling its message: know itself, spawn and stop children, watch other actors,
+/// schedule messages to itself, and log.
+public final class ActorContext<Message: Sendable>: Sendable {
+    // Unowned: the context lives inside its cell and is only used while the cell runs.
+    private unowned let cell: ActorCell<Message>
+
+    init(cell: ActorCell<Message>) { self.cell = cell }
+
+    /// This actor's reference.
+    public var selfRef: ActorRef<Message> { cell.ref }
+
+    /// This actor's identity.
+    public var identity: ActorIdentity { cell.identity }
+
+    /// The actor system this actor lives in.
+    public var system: ActorSystem { cell.system }
+
+    /// A logger tagged with this actor's path.
+    public var log: Logger { cell.logger }
+
+    /// Timers that send messages to this actor; all are cancelled when it stops or restarts.
+    public var timers: TimerScheduler<Message> { cell.timers }
+
+    /// Starts a child actor. Stopping this actor stops its children first.
+    /// - Throws: ``ActorError/duplicateName(_:)`` if a child of that name exists.
+    @discardableResult
+    public func spawn<Child: Sendable>(
+        _ behavior: Behavior<Child>, name: String? = nil, mailboxCapacity: Int = 1000
+    ) throws -> ActorRef<Child> {
+        try cell.spawnChild(behavior, name: name, capacity: mailboxCapacity)
+    }
+
+    /// Stops a child (or any actor) by reference.
+    public func stop<Other>(_ ref: ActorRef<Other>) { ref.stop() }
+
+    /// Delivers ``ActorSignal/terminated(_:)`` to this actor when `ref` stops (at once if it has stopped).
+    public func watch<Other>(_ ref: ActorRef<Other>) {
+        if case .cell(let other) = ref.target { cell.watch(other) }
+    }
+
+    /// Stops watching `ref`.
+    public func unwatch<Other>(_ ref: ActorRef<Other>) {
+        if case .cell(let other) = ref.target { cell.unwatch(other) }
+    }
+
+    /// How many children this actor has.
+    public var childCount: Int { cell.childCount }
+}
