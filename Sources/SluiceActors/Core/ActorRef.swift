@@ -46,6 +46,20 @@ public struct ActorRef<Message: Sendable>: Sendable, Hashable, CustomStringConve
         }
     }
 
+    /// Sends a message, waiting for room, and calls `onProcessed` once the actor has handled it (or failed on it,
+    /// or stopped before handling it). This is how a stream stage acknowledges a message only when its actor is done.
+    /// - Returns: `false` if the actor stopped before taking the message (`onProcessed` is not called then).
+    @discardableResult
+    public func send(_ message: Message, onProcessed: @escaping MessageReceipt) async -> Bool {
+        switch target {
+        case .cell(let cell): return await cell.send(message, receipt: onProcessed)
+        case .function(_, let deliver):
+            let delivered = deliver(message)
+            if delivered { onProcessed(.processed) }
+            return delivered
+        }
+    }
+
     /// Asks the actor: `makeMessage` builds a message carrying a reply-to reference; the reply returns.
     /// - Throws: ``ActorError/askTimedOut(_:timeout:)`` when no reply arrives within `timeout`,
     ///   ``ActorError/deadLetter(_:)`` when the actor could not take the message.
@@ -81,6 +95,19 @@ public struct ActorRef<Message: Sendable>: Sendable, Hashable, CustomStringConve
     public func hash(into hasher: inout Hasher) { hasher.combine(identity) }
     public var description: String { "ActorRef(\(identity))" }
 }
+
+/// What became of a message sent with ``ActorRef/send(_:onProcessed:)``.
+public enum MessageOutcome: Sendable {
+    /// The actor's handler returned normally.
+    case processed
+    /// The actor's handler threw; supervision decides what happens to the actor.
+    case failed(any Error)
+    /// The actor stopped before handling the message.
+    case dropped
+}
+
+/// Called once with what became of a message.
+public typealias MessageReceipt = @Sendable (MessageOutcome) -> Void
 
 /// Errors of the actor layer.
 public enum ActorError: Error, Sendable, CustomStringConvertible, Equatable {

@@ -41,6 +41,21 @@ public final class ActorSystem: Sendable {
         return cell.ref
     }
 
+    /// Starts a top-level actor that only parents other actors (sharding regions' entities).
+    func spawnGuardian(name: String) throws -> ActorCell<GuardianCommand> {
+        let cell: ActorCell<GuardianCommand> = try topLevel.withLock { topLevel in
+            if isStopping.withLock({ $0 }) { throw ActorError.stopping("/\(self.name)") }
+            guard topLevel[name] == nil else { throw ActorError.duplicateName(name) }
+            let cell = ActorCell<GuardianCommand>(
+                identity: ActorIdentity(path: "/\(self.name)/\(name)", uid: ActorUID.next()),
+                behavior: Behaviors.receiveMessage { _ in .same }, capacity: 1, system: self, parent: nil)
+            topLevel[name] = cell
+            return cell
+        }
+        cell.start()
+        return cell
+    }
+
     /// Messages that could not be delivered (mailbox full, actor stopped, unhandled).
     public var deadLetters: Int { deadLetterCount.load(ordering: .relaxed) }
 

@@ -23,8 +23,14 @@ final class ActorCell<Message: Sendable>: AnyActorCell, @unchecked Sendable {
         case running, stopping, stopped
     }
 
+    /// A message with the optional receipt to call once it was handled (or failed, or dropped).
+    struct Envelope {
+        let message: Message
+        let receipt: MessageReceipt?
+    }
+
     struct State {
-        var mailbox = Deque<Message>()
+        var mailbox = Deque<Envelope>()
         var systemMessages = Deque<SystemMessage>()
         var isScheduled = false
         var lifecycle = Lifecycle.running
@@ -82,7 +88,7 @@ final class ActorCell<Message: Sendable>: AnyActorCell, @unchecked Sendable {
     func tell(_ message: Message) -> Bool {
         let (accepted, schedule) = state.withLock { state -> (Bool, Bool) in
             guard state.lifecycle == .running, state.mailbox.count < capacity else { return (false, false) }
-            state.mailbox.append(message)
+            state.mailbox.append(Envelope(message: message, receipt: nil))
             return (true, scheduleLocked(&state))
         }
         if !accepted { system.recordDeadLetter(to: identity) }
@@ -90,12 +96,12 @@ final class ActorCell<Message: Sendable>: AnyActorCell, @unchecked Sendable {
         return accepted
     }
 
-    func send(_ message: Message) async -> Bool {
+    func send(_ message: Message, receipt: MessageReceipt? = nil) async -> Bool {
         while true {
             let (outcome, schedule) = state.withLock { state -> (Bool?, Bool) in
                 guard state.lifecycle == .running else { return (false, false) }
                 guard state.mailbox.count < capacity else { return (nil, false) }
-                state.mailbox.append(message)
+                state.mailbox.append(Envelope(message: message, receipt: receipt))
                 return (true, scheduleLocked(&state))
             }
             if schedule { startDrain() }
@@ -142,7 +148,7 @@ final class ActorCell<Message: Sendable>: AnyActorCell, @unchecked Sendable {
 
     private enum Work {
         case system(SystemMessage)
-        case message(Message, CheckedContinuation<Bool, Never>?)
+        case message(Envelope, CheckedContinuation<Bool, Never>?)
     }
 
     private func drain() async {
@@ -163,9 +169,9 @@ final class ActorCell<Message: Sendable>: AnyActorCell, @unchecked Sendable {
             switch work {
             case .system(let message):
                 await handleSystem(message)
-            case .message(let message, let waiter):
+            case .message(let envelope, let waiter):
                 waiter?.resume(returning: true)
-                await handle(message)
+                await handle(envelope)
             }
             processed += 1
             // Be fair to other actors sharing the cooperative pool.
@@ -200,12 +206,17 @@ final class ActorCell<Message: Sendable>: AnyActorCell, @unchecked Sendable {
         }
     }
 
-    private func handle(_ message: Message) async {
-        guard let current = behavior, case .receive(let onMessage, _) = current.kind else { return }
+    private func handle(_ envelope: Envelope) async {
+        guard let current = behavior, case .receive(let onMessage, _) = current.kind else {
+            envelope.receipt?(.dropped)
+            return
+        }
         do {
-            let next = try await onMessage(context, message)
+            let next = try await onMessage(context, envelope.message)
+            envelope.receipt?(.processed)
             await become(next, from: current)
         } catch {
+            envelope.receipt?(.failed(error))
             await handleFailure(error)
         }
     }
@@ -321,11 +332,14 @@ final class ActorCell<Message: Sendable>: AnyActorCell, @unchecked Sendable {
                 state.terminationWaiters = []
             }
             return (
-                state.mailbox.count, Array(state.roomWaiters), Array(state.watchers.values), Array(state.watching.values),
+                Array(state.mailbox), Array(state.roomWaiters), Array(state.watchers.values), Array(state.watching.values),
                 state.terminationWaiters
             )
         }
-        for _ in 0..<dropped { system.recordDeadLetter(to: identity) }
+        for envelope in dropped {
+            system.recordDeadLetter(to: identity)
+            envelope.receipt?(.dropped)
+        }
         for waiter in roomWaiters { waiter.resume(returning: false) }
         for watched in watching { watched.removeWatcher(identity) }
         for watcher in watchers { watcher(identity) }
@@ -401,4 +415,19 @@ final class ActorCell<Message: Sendable>: AnyActorCell, @unchecked Sendable {
     }
 
     var childCount: Int { state.withLock { $0.children.count } }
+
+    /// Starts a child with an explicit name and returns its cell (for the sharding guardian).
+    func spawnChildCell<Child: Sendable>(_ behavior: Behavior<Child>, name: String, capacity: Int) throws -> ActorCell<Child> {
+        let child: ActorCell<Child> = try state.withLock { state in
+            guard state.lifecycle == .running else { throw ActorError.stopping(identity.path) }
+            guard state.children[name] == nil else { throw ActorError.duplicateName(name) }
+            let cell = ActorCell<Child>(
+                identity: ActorIdentity(path: "\(identity.path)/\(name)", uid: ActorUID.next()),
+                behavior: behavior, capacity: capacity, system: system, parent: self)
+            state.children[name] = cell
+            return cell
+        }
+        child.start()
+        return child
+    }
 }
