@@ -33,6 +33,7 @@ let package = Package(
         .library(name: "SluiceStreams", targets: ["SluiceStreams"]),
         .library(name: "SluiceKafkaStreams", targets: ["SluiceKafkaStreams"]),
         .library(name: "SluiceActors", targets: ["SluiceActors"]),
+        .library(name: "SluiceSharding", targets: ["SluiceSharding"]),
         .executable(name: "sluice", targets: ["sluice"]),
         .executable(name: "sluice-bench", targets: ["sluice-bench"]),
     ],
@@ -78,6 +79,12 @@ let package = Package(
             ],
             swiftSettings: strictSwiftSettings
         ),
+        // Sharded entities over Kafka: entity ids, the sharded-entities stage, repartitioning, rebalance hand-off.
+        .target(
+            name: "SluiceSharding",
+            dependencies: ["SluiceActors", "SluiceKafka", "SluiceKafkaStreams", "SluiceStreams"],
+            swiftSettings: strictSwiftSettings
+        ),
         // Test support: the local broker, unique topics, polling with a deadline, independent clients.
         .target(
             name: "SluiceTesting",
@@ -120,7 +127,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceKafkaStreamsTests",
-            dependencies: ["SluiceKafkaStreams", "SluiceStreams", "SluiceKafka", "SluiceTesting"],
+            dependencies: ["SluiceKafkaStreams", "SluiceStreams", "SluiceKafka", "SluiceTesting", "SluiceSharding", "SluiceActors"],
             swiftSettings: strictSwiftSettings
         ),
         .testTarget(

@@ -22,13 +22,16 @@ extension KafkaSource {
                 switch event {
                 case .assigned(let partitions):
                     coordinator.assigned(partitions)
+                    await settings.onAssigned?(partitions)
                     router.open(partitions)
                 case .revoked(let partitions):
                     router.close(partitions)
                     await coordinator.revoke(partitions, wait: settings.revokeWait)
+                    await settings.onRevoked?(partitions)
                 case .lost(let partitions):
                     router.close(partitions)
                     coordinator.lost(partitions)
+                    await settings.onRevoked?(partitions)
                 }
             }
             coordinator.attach(consumer)

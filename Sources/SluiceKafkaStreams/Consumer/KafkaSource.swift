@@ -52,12 +52,15 @@ public enum KafkaSource {
                 switch event {
                 case .assigned(let partitions):
                     coordinator.assigned(partitions)
+                    await settings.onAssigned?(partitions)
                 case .revoked(let partitions):
                     state.forget(partitions)
                     await coordinator.revoke(partitions, wait: settings.revokeWait)
+                    await settings.onRevoked?(partitions)
                 case .lost(let partitions):
                     state.forget(partitions)
                     coordinator.lost(partitions)
+                    await settings.onRevoked?(partitions)
                 }
             }
             coordinator.attach(consumer)

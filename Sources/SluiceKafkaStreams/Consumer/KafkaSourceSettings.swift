@@ -14,6 +14,14 @@ public struct KafkaSourceSettings: Sendable {
     /// given up anyway; messages not done by then are delivered again to the next owner. Default: 10 seconds.
     public var revokeWait: Duration = .seconds(10)
 
+    /// Called after partitions are assigned, before any of their messages is handed out (committable sources).
+    /// Default: none.
+    public var onAssigned: (@Sendable ([KafkaTopicPartition]) async -> Void)?
+    /// Called when partitions are revoked, after their in-flight messages were finished (or given up) and
+    /// committed, before librdkafka releases them: the place to stop what runs for them (for example a shard's
+    /// entities) so nothing is active on two instances at once. Default: none.
+    public var onRevoked: (@Sendable ([KafkaTopicPartition]) async -> Void)?
+
     /// Creates source settings.
     public init(consumer: KafkaConsumerConfiguration, subscription: KafkaSubscription) {
         self.consumer = consumer
