@@ -7,7 +7,8 @@ import Synchronization
 /// An idle actor is only this object: no task, no thread. When a message arrives in an empty mailbox, one task is
 /// started to drain it and ends when the mailbox is empty, so millions of idle actors cost only their memory.
 ///
-/// `@unchecked Sendable`: the mutable fields outside `state` (`behavior`, `strategy`, `restartTimes`) are touched
+/// `@unchecked Sendable`: the mutable fields outside `state` (`behavior`, `strategy`, `restartTimes`,
+/// `timerScheduler`) are touched
 /// only by the draining task, and at most one draining task exists at a time: `state.isScheduled` is set (under
 /// the lock) before a task is started and cleared (under the lock) only by that task as its last access, so the
 /// lock orders every access of one drain before the next.
@@ -49,8 +50,22 @@ final class ActorCell<Message: Sendable>: AnyActorCell, @unchecked Sendable {
     private let initialBehavior: Behavior<Message>
     let state = Mutex(State())
     private(set) lazy var context = ActorContext(cell: self)
-    let timers: TimerScheduler<Message>
-    let logger: Logger
+    /// This actor's timers, made on first use (most entities never use one). Touched only by the draining task.
+    private var timerScheduler: TimerScheduler<Message>?
+    var timers: TimerScheduler<Message> {
+        if let timerScheduler { return timerScheduler }
+        let created = TimerScheduler<Message>(clock: system.clock)
+        created.attach(ref)
+        timerScheduler = created
+        return created
+    }
+
+    /// A logger tagged with this actor's path (made when needed: a tagged logger costs an allocation per actor).
+    var logger: Logger {
+        var logger = system.logger
+        logger[metadataKey: "sluice.actor"] = .string(identity.path)
+        return logger
+    }
 
     // Touched only by the draining task (see the type's comment).
     private var behavior: Behavior<Message>?
@@ -66,10 +81,6 @@ final class ActorCell<Message: Sendable>: AnyActorCell, @unchecked Sendable {
         self.capacity = max(capacity, 1)
         self.system = system
         self.parentCell = parent
-        var logger = system.logger
-        logger[metadataKey: "sluice.actor"] = .string(identity.path)
-        self.logger = logger
-        self.timers = TimerScheduler(clock: system.clock)
     }
 
     var ref: ActorRef<Message> { ActorRef(target: .cell(self)) }
@@ -78,7 +89,6 @@ final class ActorCell<Message: Sendable>: AnyActorCell, @unchecked Sendable {
 
     /// Starts the actor: its setup runs in the first drain.
     func start() {
-        timers.attach(ref)
         state.withLock { $0.isScheduled = true }
         startDrain()
     }
@@ -162,6 +172,8 @@ final class ActorCell<Message: Sendable>: AnyActorCell, @unchecked Sendable {
                 if state.lifecycle == .running, let message = state.mailbox.popFirst() {
                     return .message(message, state.roomWaiters.popFirst())
                 }
+                // Going idle: give the mailbox's storage back, so an idle actor costs only the cell itself.
+                if state.mailbox.isEmpty { state.mailbox = Deque() }
                 state.isScheduled = false
                 return nil
             }
@@ -270,7 +282,7 @@ final class ActorCell<Message: Sendable>: AnyActorCell, @unchecked Sendable {
             let backoff = settings.backoff(attempt: restartTimes.count, random: Double.random(in: 0...1))
             logger.warning("actor failed, restarting (attempt \(restartTimes.count)) after \(backoff): \(error)")
             await signal(.preRestart)
-            timers.cancelAll()
+            timerScheduler?.cancelAll()
             await stopChildren()
             if backoff > .zero { try? await system.clock.sleep(for: backoff) }
             behavior = nil
@@ -318,7 +330,7 @@ final class ActorCell<Message: Sendable>: AnyActorCell, @unchecked Sendable {
             return false
         }
         guard !alreadyStopping else { return }
-        timers.cancelAll()
+        timerScheduler?.cancelAll()
         await stopChildren()
         await signal(.postStop)
         behavior = nil
