@@ -109,7 +109,7 @@ let package = Package(
         .executableTarget(
             name: "sluice-bench",
             dependencies: [
-                "SluiceKafka", "SluiceBenchBaseline",
+                "SluiceKafka", "SluiceBenchBaseline", "SluiceStreams", "SluiceKafkaStreams", "SluiceActors", "SluiceSharding",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -30,10 +30,12 @@ double sluice_baseline_produce(const char *bootstrap, const char *topic, long co
 /// queued.max.messages.kbytes=4096, queued.min.messages=10000) with session.timeout.ms=6000.
 ///
 /// @param payload_bytes if not NULL, receives the sum of the payload lengths read.
+/// @param fetch_queue_backoff_ms `fetch.queue.backoff.ms`, or negative for librdkafka's default (1000 ms).
 /// @param stall_timeout_ms fail when no message arrives for this long (the group join included).
 /// @returns the seconds from the first message received to the last (the group join is excluded), or a negative
 ///          number on error.
 double sluice_baseline_consume(const char *bootstrap, const char *topic, const char *group, long count,
-                               long long *payload_bytes, int stall_timeout_ms, char *errbuf, size_t errlen);
+                               long long *payload_bytes, int fetch_queue_backoff_ms, int stall_timeout_ms,
+                               char *errbuf, size_t errlen);
 
 #endif

@@ -1,0 +1,11 @@
+import ArgumentParser
+
+/// The `sluice-bench` command: Sluice's benchmarks, each measured against a raw-C baseline in the same run.
+@main
+struct SluiceBenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sluice-bench",
+        abstract: "Benchmarks of Sluice against raw-C baselines.",
+        subcommands: [KafkaBenchCommand.self, EntityBenchCommand.self]
+    )
+}
