@@ -36,6 +36,13 @@ struct EntityBenchCommand: AsyncParsableCommand {
     @Option(help: "Bootstrap servers (host:port,...). Default: $SLUICE_BOOTSTRAP.")
     var bootstrap: String?
 
+    /// Warnings only: the figures are the output.
+    static let logger: Logger = {
+        var logger = Logger(label: "sluice.bench")
+        logger.logLevel = .warning
+        return logger
+    }()
+
     func run() async throws {
         let selected = Set(parts.split(separator: ",").map(String.init))
         if selected.contains("tell") { try await tellAndAsk() }
@@ -153,7 +160,7 @@ struct EntityBenchCommand: AsyncParsableCommand {
     }
 
     func produce(_ servers: [String], topic: String, count: Int, keys: Int) async throws {
-        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(bootstrapServers: servers))
+        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(bootstrapServers: servers), logger: Self.logger)
         let payload = [UInt8](repeating: 0x61, count: 100)
         for index in 0..<count {
             try await producer.send(
@@ -176,7 +183,7 @@ struct EntityBenchCommand: AsyncParsableCommand {
             if acknowledged.increment() == count { done.fire() }
             return offset
         }
-        let source = KafkaSource.committable(settings).map { message -> CommittableMessage in
+        let source = KafkaSource.committable(settings, logger: Self.logger).map { message -> CommittableMessage in
             first.withLock { if $0 == nil { $0 = .now } }
             return message
         }
@@ -184,7 +191,7 @@ struct EntityBenchCommand: AsyncParsableCommand {
         let completion: StreamCompletion<Void>
         if let region {
             settings = ShardedEntities.handOff(settings, region: region)
-            (control, completion) = try KafkaSource.committable(settings)
+            (control, completion) = try KafkaSource.committable(settings, logger: Self.logger)
                 .map { message -> CommittableMessage in
                     first.withLock { if $0 == nil { $0 = .now } }
                     return message
@@ -233,7 +240,7 @@ struct EntityBenchCommand: AsyncParsableCommand {
             let first = Mutex<ContinuousClock.Instant?>(nil)
             let done = AsyncSignal()
             let total = parallelMessages
-            let (control, completion) = try KafkaSource.committable(sourceSettings)
+            let (control, completion) = try KafkaSource.committable(sourceSettings, logger: Self.logger)
                 .map { message -> CommittableMessage in
                     first.withLock { if $0 == nil { $0 = .now } }
                     return message
