@@ -23,6 +23,9 @@ let strictSwiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("MemberImportVisibility"),
     .enableUpcomingFeature("InternalImportsByDefault"),
     .unsafeFlags(rdkafkaSwiftFlags),
+    // Let release builds specialize generic stream stages across modules: without it every element pays for
+    // runtime generic-metadata lookups (measured: 300 ns per map stage).
+    .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release)),
 ]
 
 let package = Package(

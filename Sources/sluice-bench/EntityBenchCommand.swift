@@ -312,6 +312,8 @@ final class AtomicCounter: Sendable {
 /// A one-shot signal to wait for.
 final class AsyncSignal: Sendable {
     private let state = Mutex<(fired: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    var isFired: Bool { state.withLock { $0.fired } }
+
     func fire() {
         let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
             state.fired = true

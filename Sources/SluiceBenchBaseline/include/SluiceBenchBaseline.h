@@ -38,4 +38,6 @@ double sluice_baseline_consume(const char *bootstrap, const char *topic, const c
                                long long *payload_bytes, int fetch_queue_backoff_ms, int stall_timeout_ms,
                                char *errbuf, size_t errlen);
 
+#include "SluiceBenchBridge.h"
+
 #endif
