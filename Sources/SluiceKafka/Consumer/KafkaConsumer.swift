@@ -169,6 +169,23 @@ public final class KafkaConsumer: Sendable {
         }
     }
 
+    /// What ``readBatch(maxCount:)`` returns.
+    public enum ReadBatch: Sendable {
+        /// The next messages (at least one), in hand-over order.
+        case messages([KafkaConsumerMessage])
+        /// ``wakeUpReader()`` was called.
+        case wokenUp
+    }
+
+    /// Like ``read()``, but takes up to `maxCount` messages at once: the cheap way for a stage to consume.
+    public func readBatch(maxCount: Int = 1024) async throws -> ReadBatch? {
+        switch try await shared.buffer.readBatch(wakeable: true, limit: max(maxCount, 1)) {
+        case .messages(let messages)?: return .messages(messages)
+        case .wokenUp?: return .wokenUp
+        case nil: return nil
+        }
+    }
+
     /// Wakes a pending ``read()`` (or makes the next one return at once) with ``Read/wokenUp``.
     public func wakeUpReader() {
         shared.buffer.wakeUpReader()

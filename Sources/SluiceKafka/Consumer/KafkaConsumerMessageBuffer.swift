@@ -188,6 +188,53 @@ final class KafkaConsumerMessageBuffer: Sendable {
         }
     }
 
+    /// What ``readBatch(wakeable:limit:)`` returns.
+    enum BatchRead: Sendable {
+        case messages([KafkaConsumerMessage])
+        case wokenUp
+    }
+
+    /// Takes up to `limit` messages at once, waiting for at least one (or for ``wakeUpReader()`` when `wakeable`);
+    /// `nil` at the end of the stream or when the task is cancelled.
+    func readBatch(wakeable: Bool, limit: Int) async throws -> BatchRead? {
+        if let immediate = takeUpTo(limit, wakeable: wakeable) { return immediate }
+        switch try await read(wakeable: wakeable) {
+        case .message(let first)?:
+            guard limit > 1, case .messages(let more)? = takeUpTo(limit - 1, wakeable: false) else { return .messages([first]) }
+            return .messages([first] + more)
+        case .wokenUp?: return .wokenUp
+        case nil: return nil
+        }
+    }
+
+    private func takeUpTo(_ limit: Int, wakeable: Bool) -> BatchRead? {
+        var drained = false
+        let result: BatchRead? = state.withLock { state in
+            if wakeable && state.isWakeUpPending {
+                state.isWakeUpPending = false
+                return .wokenUp
+            }
+            guard state.count > 0 else { return nil }
+            var taken: [KafkaConsumerMessage] = []
+            taken.reserveCapacity(min(limit, state.count))
+            while taken.count < limit, !state.batches.isEmpty {
+                let batch = state.batches[0]
+                let available = batch.count - state.head
+                let wanted = min(available, limit - taken.count)
+                taken.append(contentsOf: batch[state.head..<(state.head + wanted)])
+                state.head += wanted
+                if state.head == batch.count {
+                    state.batches.removeFirst()
+                    state.head = 0
+                }
+            }
+            drained = takeCountLocked(&state, taken.count)
+            return .messages(taken)
+        }
+        if drained { onDrained() }
+        return result
+    }
+
     /// Makes a pending (or the next) wakeable read return `.wokenUp`.
     func wakeUpReader() {
         let waiter: CheckedContinuation<Read?, any Error>? = state.withLock { state in

@@ -5,7 +5,7 @@ import Synchronization
 /// The materialized value of a Kafka source: stops it, drains it, shuts its consumer down, and reports metrics.
 public final class KafkaConsumerControl: Sendable {
     private let consumer: KafkaConsumer
-    private let stopped = Mutex(false)
+    private let stopped = Atomic<Bool>(false)
     let coordinator: KafkaCommitCoordinator?
     private let onShutdown: @Sendable () -> Void
     private let counters: SourceCounters
@@ -21,12 +21,12 @@ public final class KafkaConsumerControl: Sendable {
     }
 
     /// Whether ``stop()`` was called: the source hands out nothing more.
-    public var isStopped: Bool { stopped.withLock { $0 } }
+    public var isStopped: Bool { stopped.load(ordering: .acquiring) }
 
     /// Stops handing out messages: the source completes, so downstream stages finish what they have and complete
     /// too. The consumer stays in its group (and can still commit) until ``shutdown()``.
     public func stop() {
-        stopped.withLock { $0 = true }
+        stopped.store(true, ordering: .releasing)
         consumer.wakeUpReader()
     }
 

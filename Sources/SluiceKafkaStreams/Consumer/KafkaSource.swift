@@ -17,17 +17,24 @@ public enum KafkaSource {
             try settings.subscription.apply(to: consumer)
             let control = KafkaConsumerControl(consumer: consumer, coordinator: nil, counters: counters) {}
             let elements = StreamElements<KafkaConsumerMessage>.make {
+                var batch: [KafkaConsumerMessage] = []
+                var index = 0
                 return {
-                    while !control.isStopped {
-                        switch try await consumer.read() {
-                        case .message(let message)?:
+                    while true {
+                        if index < batch.count {
+                            defer { index += 1 }
                             counters.emit()
-                            return message
+                            return batch[index]
+                        }
+                        guard !control.isStopped else { return nil }
+                        switch try await consumer.readBatch() {
+                        case .messages(let next)?:
+                            batch = next
+                            index = 0
                         case .wokenUp?: continue
                         case nil: return nil
                         }
                     }
-                    return nil
                 }
             }
             return (elements, control)
@@ -71,19 +78,28 @@ public enum KafkaSource {
                 state.detach()
             }
             let elements = StreamElements<CommittableMessage>.make {
+                var batch: [KafkaConsumerMessage] = []
+                var index = 0
                 return {
                     while !control.isStopped {
                         if let ready = state.nextHeld(coordinator: coordinator) {
                             counters.emit()
                             return ready
                         }
-                        switch try await consumer.read() {
-                        case .message(let message)?:
+                        if index < batch.count {
+                            let message = batch[index]
+                            index += 1
                             if let admitted = state.admit(message, coordinator: coordinator) {
                                 counters.emit()
                                 return admitted
                             }
                             counters.setHeld(state.heldCount)
+                            continue
+                        }
+                        switch try await consumer.readBatch() {
+                        case .messages(let next)?:
+                            batch = next
+                            index = 0
                         case .wokenUp?:
                             continue
                         case nil:

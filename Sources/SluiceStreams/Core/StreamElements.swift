@@ -4,7 +4,7 @@
 /// slows everything upstream of it. Iterate it from one task.
 public struct StreamElements<Element: Sendable>: AsyncSequence, Sendable {
     public typealias Failure = any Error
-    private let base: any AsyncSequence<Element, any Error> & Sendable
+    let base: any AsyncSequence<Element, any Error> & Sendable
 
     /// Wraps any `Sendable` async sequence.
     public init<Base: AsyncSequence & Sendable>(_ base: Base) where Base.Element == Element {
@@ -13,6 +13,11 @@ public struct StreamElements<Element: Sendable>: AsyncSequence, Sendable {
         } else {
             self.base = ErasedFailure(base: base)
         }
+    }
+
+    /// Wraps a sequence that already fails with `any Error`, keeping its type visible (for fusion).
+    init(erased base: any AsyncSequence<Element, any Error> & Sendable) {
+        self.base = base
     }
 
     public struct AsyncIterator: AsyncIteratorProtocol {
