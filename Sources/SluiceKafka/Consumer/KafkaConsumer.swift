@@ -348,6 +348,11 @@ public final class KafkaConsumer: Sendable {
         defer { slots.deallocate() }
         var topicNames: [OpaquePointer: String] = [:]
         var nextPartition = 0
+        // librdkafka's queue event callback does not wake this thread for every fetch that lands (it fires only
+        // when a queue goes from empty to non-empty, and partially drained queues never do): an idle wait longer
+        // than a millisecond costs throughput (measured with sluice-bench kafka: 100 ms waits 0.18x of raw C, a
+        // 1-100 ms back-off 0.23x, a fixed 1 ms 0.46x). Idle, this is a thousand cheap wake-ups a second.
+        let idleWait = 0.001
 
         /// Takes up to `limit` messages from `queue` without waiting; returns how many it took.
         func drain(_ queue: OpaquePointer, limit: Int, intoBuffer: Bool = true) -> Int {
@@ -386,7 +391,7 @@ public final class KafkaConsumer: Sendable {
                 nextPartition = (nextPartition + 1) % queues.count
             }
             shared.applyStallPolicy(client.handle, hasRoom: room > 0)
-            if !didWork { shared.signal.wait(timeout: 0.1) }
+            if !didWork { shared.signal.wait(timeout: idleWait) }
         }
         // Leave the group: librdkafka revokes the assignment through the rebalance callback on this thread.
         let raw = rd_kafka_consumer_close(client.handle)
