@@ -64,8 +64,9 @@ public final class ActorSystem: Sendable {
     }
 
     func topLevelStopped(_ identity: ActorIdentity) {
+        let name = String(identity.path.dropFirst(self.name.count + 2))
         topLevel.withLock { topLevel in
-            if let name = topLevel.first(where: { $0.value.identity == identity })?.key { topLevel[name] = nil }
+            if topLevel[name]?.identity == identity { topLevel[name] = nil }
         }
     }
 

@@ -302,10 +302,11 @@ final class ActorCell<Message: Sendable>: AnyActorCell, @unchecked Sendable {
         case .childEscalated(_, let error):
             await handleFailure(error)
         case .childStopped(let child):
+            // A child's path is this actor's path, a slash and its name: find it in O(1), not by scanning (a shard
+            // region's guardian has a child per live entity, and stopping a shard stops many at once).
+            let name = String(child.path.dropFirst(identity.path.count + 1))
             state.withLock { state in
-                if let name = state.children.first(where: { $0.value.identity == child })?.key {
-                    state.children[name] = nil
-                }
+                if state.children[name]?.identity == child { state.children[name] = nil }
             }
         }
     }
