@@ -5,27 +5,8 @@ import SluiceTesting
 import Synchronization
 import Testing
 
-/// A gate that holds callers until opened.
-final class Gate: Sendable {
-    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
-    func wait() async {
-        await withCheckedContinuation { continuation in
-            let open = state.withLock { state in
-                if !state.open { state.waiters.append(continuation) }
-                return state.open
-            }
-            if open { continuation.resume() }
-        }
-    }
-    func open() {
-        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
-            state.open = true
-            defer { state.waiters = [] }
-            return state.waiters
-        }
-        for waiter in waiters { waiter.resume() }
-    }
-}
+typealias Gate = TestGate
+
 
 @Suite("Backpressure to the broker and rebalances mid-stream", .serialized, .timeLimit(.minutes(4)))
 struct BackpressureAndRebalanceTests {

@@ -12,28 +12,8 @@ final class ConcurrencyGauge: Sendable {
     var current: Int { state.withLock { $0.current } }
 }
 
-/// A gate that holds callers until opened: lets a test decide when async work finishes, without sleeping.
-final class Gate: Sendable {
-    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
-    func wait() async {
-        await withCheckedContinuation { continuation in
-            let open = state.withLock { state in
-                if !state.open { state.waiters.append(continuation) }
-                return state.open
-            }
-            if open { continuation.resume() }
-        }
-    }
-    func open() {
-        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
-            state.open = true
-            defer { state.waiters = [] }
-            return state.waiters
-        }
-        for waiter in waiters { waiter.resume() }
-    }
-    var waiting: Int { state.withLock { $0.waiters.count } }
-}
+typealias Gate = TestGate
+
 
 @Suite("Operators")
 struct OperatorTests {
