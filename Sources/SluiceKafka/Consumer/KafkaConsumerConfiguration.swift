@@ -33,6 +33,11 @@ public struct KafkaConsumerConfiguration: Sendable {
     /// partitions in librdkafka (releasing pre-fetched messages). Shorter waits only stop taking messages from
     /// librdkafka's bounded per-partition queues. Default: 1 second.
     public var stallPause: Duration = .seconds(1)
+    /// How long the broker may hold a fetch request that has no data yet (`fetch.wait.max.ms`). librdkafka has one
+    /// fetch in flight per broker: with per-partition pre-fetch limits, a partition with a backlog waits behind a
+    /// held fetch for its caught-up neighbours, so a long wait caps throughput. Default: 50 ms (librdkafka's 500 ms
+    /// halved consume throughput in `sluice-bench kafka`).
+    public var fetchWaitMax: Duration = .milliseconds(50)
     /// How many messages the poll thread takes from librdkafka in one call. Default: 1,024.
     public var pollBatchSize: Int = 1024
 
@@ -81,6 +86,7 @@ public struct KafkaConsumerConfiguration: Sendable {
             ("queued.max.messages.kbytes", String(maxPrefetchKilobytes)),
             ("queued.min.messages", String(minPrefetchMessages)),
             ("fetch.queue.backoff.ms", String(fetchQueueBackoff.milliseconds)),
+            ("fetch.wait.max.ms", String(fetchWaitMax.milliseconds)),
         ]
     }
 }
