@@ -7,6 +7,11 @@ import Synchronization
 /// Kafka consumer sources (modelled on Pekko Connectors Kafka's `Consumer`). Each run creates its own consumer;
 /// the materialized ``KafkaConsumerControl`` stops, drains and shuts it down.
 public enum KafkaSource {
+    /// How many messages a source takes from its consumer at once. Small on purpose: messages a source holds are
+    /// invisible to the consumer's buffer, whose fill level decides when fetching stops and when a stalled
+    /// reader's partitions are paused.
+    static let sourceBatch = 64
+
     /// Messages as they come, with nothing to commit (offsets are neither stored nor committed by the source).
     public static func plain(
         _ settings: KafkaSourceSettings, logger: Logger = Logger(label: "sluice.kafka.source")
@@ -27,7 +32,7 @@ public enum KafkaSource {
                             return batch[index]
                         }
                         guard !control.isStopped else { return nil }
-                        switch try await consumer.readBatch() {
+                        switch try await consumer.readBatch(maxCount: Self.sourceBatch) {
                         case .messages(let next)?:
                             batch = next
                             index = 0
@@ -96,7 +101,7 @@ public enum KafkaSource {
                             counters.setHeld(state.heldCount)
                             continue
                         }
-                        switch try await consumer.readBatch() {
+                        switch try await consumer.readBatch(maxCount: Self.sourceBatch) {
                         case .messages(let next)?:
                             batch = next
                             index = 0
