@@ -52,7 +52,8 @@ struct BackpressureAndRebalanceTests {
                 let inProcess = metrics.inFlight.values.reduce(0, +) + metrics.bufferedMessages
                 #expect(inProcess <= bound, "held \(inProcess) messages, bound \(bound)")
                 #expect(metrics.inFlight.values.allSatisfy { $0 <= settings.maxInFlightPerPartition })
-                #expect(metrics.pausedPartitions.count == 4)
+                // (Paused-ness is checked once above: under a loaded CI machine the group may rebalance during the
+                // window, which resumes and re-pauses partitions; the bounds must hold regardless.)
                 residentSamples.append(residentMemoryBytes())
                 // Sampling over two seconds is the measurement itself, not synchronisation.
                 try await Task.sleep(for: .milliseconds(100))
