@@ -19,20 +19,7 @@ extension KafkaSource {
             // Sub-source channels bound each partition; the ledger's own limit is not needed on top.
             let coordinator = KafkaCommitCoordinator(maxInFlightPerPartition: Int.max / 2, logger: logger) { _ in }
             let consumer = try KafkaConsumer(configuration: settings.consumer, logger: logger) { event in
-                switch event {
-                case .assigned(let partitions):
-                    coordinator.assigned(partitions)
-                    await settings.onAssigned?(partitions)
-                    router.open(partitions)
-                case .revoked(let partitions):
-                    router.close(partitions)
-                    await coordinator.revoke(partitions, wait: settings.revokeWait)
-                    await settings.onRevoked?(partitions)
-                case .lost(let partitions):
-                    router.close(partitions)
-                    coordinator.lost(partitions)
-                    await settings.onRevoked?(partitions)
-                }
+                await coordinator.handle(event, settings: settings, opened: { router.open($0) }) { router.close($0) }
             }
             coordinator.attach(consumer)
             router.attach(consumer)

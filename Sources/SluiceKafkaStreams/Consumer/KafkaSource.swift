@@ -61,19 +61,7 @@ public enum KafkaSource {
                 maxInFlightPerPartition: settings.maxInFlightPerPartition, logger: logger
             ) { partition in state.unblocked(partition) }
             let consumer = try KafkaConsumer(configuration: settings.consumer, logger: logger) { event in
-                switch event {
-                case .assigned(let partitions):
-                    coordinator.assigned(partitions)
-                    await settings.onAssigned?(partitions)
-                case .revoked(let partitions):
-                    state.forget(partitions)
-                    await coordinator.revoke(partitions, wait: settings.revokeWait)
-                    await settings.onRevoked?(partitions)
-                case .lost(let partitions):
-                    state.forget(partitions)
-                    coordinator.lost(partitions)
-                    await settings.onRevoked?(partitions)
-                }
+                await coordinator.handle(event, settings: settings) { state.forget($0) }
             }
             coordinator.attach(consumer)
             state.attach(consumer)

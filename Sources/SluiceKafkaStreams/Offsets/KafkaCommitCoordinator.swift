@@ -88,6 +88,30 @@ final class KafkaCommitCoordinator: Sendable {
         for ledger in all { ledger.markRevoked() }
     }
 
+    /// Applies a rebalance for a committable source, in the order that keeps offsets safe: new ledgers before the
+    /// `onAssigned` hook and any message; on revoke, `release` first (the source drops what it holds of the
+    /// partitions), then the clean revoke (finish in-flight, commit), then the `onRevoked` hook; a lost assignment
+    /// skips the commit.
+    func handle(
+        _ event: KafkaRebalanceEvent, settings: KafkaSourceSettings,
+        opened: ([KafkaTopicPartition]) -> Void = { _ in }, release: ([KafkaTopicPartition]) -> Void
+    ) async {
+        switch event {
+        case .assigned(let partitions):
+            assigned(partitions)
+            await settings.onAssigned?(partitions)
+            opened(partitions)
+        case .revoked(let partitions):
+            release(partitions)
+            await revoke(partitions, wait: settings.revokeWait)
+            await settings.onRevoked?(partitions)
+        case .lost(let partitions):
+            release(partitions)
+            lost(partitions)
+            await settings.onRevoked?(partitions)
+        }
+    }
+
     /// Partitions lost without a clean revoke: another member may own them, so nothing is committed for them.
     func lost(_ partitions: [KafkaTopicPartition]) {
         let lost = ledgers.withLock { ledgers in partitions.compactMap { ledgers.removeValue(forKey: $0) } }
