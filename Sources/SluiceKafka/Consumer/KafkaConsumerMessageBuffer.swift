@@ -21,14 +21,11 @@ final class KafkaConsumerMessageBuffer: Sendable {
 
     private enum Waiter {
         case message(CheckedContinuation<Read?, any Error>)
-        case batch(CheckedContinuation<[KafkaConsumerMessage]?, any Error>)
 
         func finish(_ completion: Completion) {
             switch (self, completion) {
             case (.message(let continuation), .finished): continuation.resume(returning: nil)
             case (.message(let continuation), .failed(let error)): continuation.resume(throwing: error)
-            case (.batch(let continuation), .finished): continuation.resume(returning: nil)
-            case (.batch(let continuation), .failed(let error)): continuation.resume(throwing: error)
             }
         }
     }
@@ -75,12 +72,10 @@ final class KafkaConsumerMessageBuffer: Sendable {
     /// thread should pause fetching.
     func append(_ batch: [KafkaConsumerMessage]) -> Bool {
         guard !batch.isEmpty else { return state.withLock { $0.count >= capacity } }
-        enum Handoff { case none, message(CheckedContinuation<Read?, any Error>, KafkaConsumerMessage), batch(CheckedContinuation<[KafkaConsumerMessage]?, any Error>) }
+        enum Handoff { case none, message(CheckedContinuation<Read?, any Error>, KafkaConsumerMessage) }
         let (handoff, isFull): (Handoff, Bool) = state.withLock { state in
             guard state.completion == nil else { return (.none, false) }
             switch state.waiter.take() {
-            case .batch(let continuation)?:
-                return (.batch(continuation), false)
             case .message(let continuation)?:
                 if batch.count > 1 {
                     state.batches.append(batch)
@@ -97,7 +92,6 @@ final class KafkaConsumerMessageBuffer: Sendable {
         switch handoff {
         case .none: break
         case .message(let continuation, let message): continuation.resume(returning: .message(message))
-        case .batch(let continuation): continuation.resume(returning: batch)
         }
         return isFull
     }
@@ -216,6 +210,10 @@ final class KafkaConsumerMessageBuffer: Sendable {
             }
             guard state.count > 0 else { return nil }
             var taken: [KafkaConsumerMessage] = []
+            if state.head == 0, state.batches[0].count <= limit {
+                // The common case: hand the poll thread's whole first batch over without copying it.
+                taken = state.batches.removeFirst()
+            }
             taken.reserveCapacity(min(limit, state.count))
             while taken.count < limit, !state.batches.isEmpty {
                 let batch = state.batches[0]
@@ -251,32 +249,8 @@ final class KafkaConsumerMessageBuffer: Sendable {
     /// Takes every buffered message at once, waiting for at least one; `nil` at the end of the stream or when the
     /// task is cancelled.
     func nextBatch() async throws -> [KafkaConsumerMessage]? {
-        var drained = false
-        let immediate: [KafkaConsumerMessage]?? = try state.withLock { state in
-            if state.count > 0 { return .some(takeBatchLocked(&state, drained: &drained)) }
-            return try endLocked(state).map { _ in .none }
-        }
-        if drained { onDrained() }
-        if let immediate { return immediate }
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[KafkaConsumerMessage]?, any Error>) in
-                var drained = false
-                let result: Result<[KafkaConsumerMessage]?, any Error>? = state.withLock { state in
-                    if state.count > 0 { return .success(takeBatchLocked(&state, drained: &drained)) }
-                    do {
-                        if try endLocked(state) != nil { return .success(nil) }
-                    } catch { return .failure(error) }
-                    if Task.isCancelled { return .success(nil) }
-                    precondition(state.waiter == nil, "KafkaConsumer messages must be read from one task at a time")
-                    state.waiter = .batch(continuation)
-                    return nil
-                }
-                if drained { onDrained() }
-                if let result { continuation.resume(with: result) }
-            }
-        } onCancel: {
-            cancelWaiter()
-        }
+        guard case .messages(let batch)? = try await readBatch(wakeable: false, limit: .max) else { return nil }
+        return batch
     }
 
     private func cancelWaiter() {
@@ -302,23 +276,6 @@ final class KafkaConsumerMessageBuffer: Sendable {
         }
         drained = takeCountLocked(&state, 1)
         return message
-    }
-
-    private func takeBatchLocked(_ state: inout State, drained: inout Bool) -> [KafkaConsumerMessage] {
-        var result: [KafkaConsumerMessage]
-        if state.batches.count == 1 && state.head == 0 {
-            result = state.batches[0]
-        } else {
-            result = []
-            result.reserveCapacity(state.count)
-            for (index, batch) in state.batches.enumerated() {
-                result.append(contentsOf: index == 0 ? batch[state.head...] : batch[...])
-            }
-        }
-        state.batches = []
-        state.head = 0
-        drained = takeCountLocked(&state, result.count)
-        return result
     }
 
     /// Subtracts taken messages; true when that crossed the resume threshold while paused.
