@@ -29,7 +29,7 @@ extension KafkaSource {
                 router.closeAll()
                 router.detach()
             }
-            let pumpTask = LazyPumpTask()
+            let pumpTask = LazyTask()
             let elements = StreamElements<(KafkaTopicPartition, Source<CommittableMessage, Void>)>.make {
                 return {
                     pumpTask.startOnce {
@@ -168,17 +168,4 @@ final class PartitionRouter: Sendable {
         for route in all { route.channel.fail(error) }
         subSources.fail(error)
     }
-}
-
-/// A background task started on first pull, cancelled when the source's iterator goes away.
-final class LazyPumpTask: @unchecked Sendable {
-    // @unchecked Sendable: `task` is only touched by `startOnce`, called from the stream's single reading task.
-    private var task: Task<Void, Never>?
-
-    func startOnce(_ body: @escaping @Sendable () async -> Void) {
-        guard task == nil else { return }
-        task = Task { await body() }
-    }
-
-    deinit { task?.cancel() }
 }

@@ -188,12 +188,16 @@ final class ConflatingCell<Batch: Sendable>: Sendable {
     }
 }
 
-/// A background task started on first use and cancelled when its owner goes away.
-final class LazyTask: @unchecked Sendable {
+/// A building block for custom stages: a background task started on first use (from the stream's reading task)
+/// and cancelled when its owner goes away.
+public final class LazyTask: @unchecked Sendable {
     // @unchecked Sendable: only the stream's single reading task calls `startOnce`.
     private var handle: TaskHandle?
 
-    func startOnce(_ body: @escaping @Sendable () async -> Void) {
+    public init() {}
+
+    /// Starts `body` unless it was started already.
+    public func startOnce(_ body: @escaping @Sendable () async -> Void) {
         guard handle == nil else { return }
         handle = TaskHandle(Task { await body() })
     }
