@@ -44,6 +44,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         // C layer: librdkafka's headers plus a few non-variadic shims Swift can call.
@@ -88,6 +92,36 @@ let package = Package(
             dependencies: ["SluiceActors", "SluiceKafka", "SluiceKafkaStreams", "SluiceStreams"],
             swiftSettings: strictSwiftSettings
         ),
+        // Connector configuration: YAML files to typed, validated connector definitions (no network).
+        .target(
+            name: "SluiceConnectorConfig",
+            dependencies: ["SluiceKafka", .product(name: "Yams", package: "Yams")],
+            swiftSettings: strictSwiftSettings
+        ),
+        // The connector runtime: a validated connector becomes a running Kafka pipeline with processors, sinks,
+        // retries and dead letters, plus the metrics it reports.
+        .target(
+            name: "SluiceConnectors",
+            dependencies: [
+                "SluiceConnectorConfig", "SluiceKafka", "SluiceKafkaStreams", "SluiceStreams",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwiftSettings
+        ),
+        // The sidecar: the HTTP interface (health, readiness, metrics, publish, connector control) and the
+        // service lifecycle that drains every connector on SIGTERM.
+        .target(
+            name: "SluiceSidecar",
+            dependencies: [
+                "SluiceConnectors", "SluiceConnectorConfig", "SluiceKafka",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwiftSettings
+        ),
         // Test support: the local broker, unique topics, polling with a deadline, independent clients.
         .target(
             name: "SluiceTesting",
@@ -103,7 +137,7 @@ let package = Package(
         .executableTarget(
             name: "sluice",
             dependencies: [
-                "SluiceKafka",
+                "SluiceKafka", "SluiceConnectorConfig", "SluiceConnectors", "SluiceSidecar",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -131,6 +165,15 @@ let package = Package(
         .testTarget(
             name: "SluiceKafkaStreamsTests",
             dependencies: ["SluiceKafkaStreams", "SluiceStreams", "SluiceKafka", "SluiceTesting", "SluiceSharding", "SluiceActors"],
+            swiftSettings: strictSwiftSettings
+        ),
+        .testTarget(
+            name: "SluiceConnectorsTests",
+            dependencies: [
+                "SluiceConnectorConfig", "SluiceConnectors", "SluiceSidecar", "SluiceKafka", "SluiceTesting",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
             swiftSettings: strictSwiftSettings
         ),
         .testTarget(
