@@ -22,6 +22,11 @@ public struct KafkaSourceSettings: Sendable {
     /// entities) so nothing is active on two instances at once. Default: none.
     public var onRevoked: (@Sendable ([KafkaTopicPartition]) async -> Void)?
 
+    /// Called when partitions are about to be revoked, before the source waits for their in-flight messages: for
+    /// stages that hold state per partition (open aggregation windows) and must drop it at once rather than emit
+    /// it for a partition being given up.
+    public var onRevoking: (@Sendable ([KafkaTopicPartition]) async -> Void)?
+
     /// Creates source settings.
     public init(consumer: KafkaConsumerConfiguration, subscription: KafkaSubscription) {
         self.consumer = consumer

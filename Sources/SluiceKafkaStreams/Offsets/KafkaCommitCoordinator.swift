@@ -103,10 +103,12 @@ final class KafkaCommitCoordinator: Sendable {
             opened(partitions)
         case .revoked(let partitions):
             release(partitions)
+            await settings.onRevoking?(partitions)
             await revoke(partitions, wait: settings.revokeWait)
             await settings.onRevoked?(partitions)
         case .lost(let partitions):
             release(partitions)
+            await settings.onRevoking?(partitions)
             lost(partitions)
             await settings.onRevoked?(partitions)
         }

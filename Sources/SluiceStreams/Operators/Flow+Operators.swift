@@ -23,6 +23,11 @@ extension Flow {
         transformed { $0.compactMap(transform) }
     }
 
+    /// Turns each element into zero or more elements, passed on in order.
+    public func mapConcat<T: Sendable>(_ transform: @escaping @Sendable (Output) async throws -> [T]) -> Flow<Input, T, Materialized> {
+        transformed { $0.mapConcat(transform) }
+    }
+
     /// Passes on the first `count` elements, then completes (cancelling upstream).
     public func take(_ count: Int) -> Flow<Input, Output, Materialized> {
         transformed { $0.take(count) }

@@ -27,6 +27,24 @@ extension StreamElements {
         }
     }
 
+    func mapConcat<T: Sendable>(_ transform: @escaping @Sendable (Element) async throws -> [T]) -> StreamElements<T> {
+        let upstream = self
+        return .make {
+            var iterator = upstream.makeAsyncIterator()
+            var pending: [T] = []
+            var index = 0
+            return {
+                while index >= pending.count {
+                    guard let element = try await iterator.next() else { return nil }
+                    pending = try await transform(element)
+                    index = 0
+                }
+                defer { index += 1 }
+                return pending[index]
+            }
+        }
+    }
+
     func filter(_ isIncluded: @escaping @Sendable (Element) async throws -> Bool) -> StreamElements<Element> {
         compactMap { try await isIncluded($0) ? $0 : nil }
     }
