@@ -1,5 +1,6 @@
 import ArgumentParser
 import Logging
+import SluiceConnectors
 import SluiceKafka
 
 /// The `sluice` command: Sluice's connector service and its tools.
@@ -8,13 +9,8 @@ struct SluiceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice",
         abstract: "Sluice: a Kafka connector service.",
-        subcommands: [VersionCommand.self, DemoCommand.self]
+        subcommands: [RunCommand.self, ValidateCommand.self, VersionCommand.self, DemoCommand.self]
     )
-}
-
-/// The version of Sluice, printed with the librdkafka version actually loaded.
-enum SluiceVersion {
-    static let current = "0.1.0"
 }
 
 struct VersionCommand: ParsableCommand {
