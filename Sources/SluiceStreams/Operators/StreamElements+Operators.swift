@@ -87,7 +87,16 @@ extension StreamElements {
                 try await withThrowingDiscardingTaskGroup { group in
                     for try await element in upstream {
                         guard let slot = await window.reserve() else { return }
-                        group.addTask { window.fill(slot, with: try await transform(element)) }
+                        group.addTask {
+                            do {
+                                window.fill(slot, with: try await transform(element))
+                            } catch {
+                                // Fail downstream at once: the group's body may be waiting on a quiet upstream,
+                                // and a group's failure does not cancel the task running its body.
+                                window.fail(error)
+                                throw error
+                            }
+                        }
                     }
                 }
             }
@@ -113,7 +122,12 @@ extension StreamElements {
                         group.addTask {
                             defer { chains.done(key, mine) }
                             await previous?.wait()
-                            window.fill(slot, with: try await transform(element))
+                            do {
+                                window.fill(slot, with: try await transform(element))
+                            } catch {
+                                window.fail(error)
+                                throw error
+                            }
                         }
                     }
                 }
