@@ -19,6 +19,8 @@ public final class Sidecar: Sendable {
     let httpClient: HTTPClient
     let logger: Logger
     private let draining = Atomic<Bool>(false)
+    private let httpClientClosed = Atomic<Bool>(false)
+    private let drainTaskStore = Mutex<Task<Void, Never>?>(nil)
     private let boundPort = Mutex<Int?>(nil)
     private let shutdownTrigger = Mutex<(@Sendable () -> Void)?>(nil)
 
@@ -88,6 +90,15 @@ public final class Sidecar: Sendable {
         shutdownTrigger.withLock { $0 }?()
     }
 
+    /// Starts draining every connector (once).
+    func startDrain() {
+        drainTaskStore.withLock { task in
+            if task == nil { task = Task { await self.drainConnectors() } }
+        }
+    }
+
+    var drainTask: Task<Void, Never>? { drainTaskStore.withLock { $0 } }
+
     /// Drains every connector at once, within the configured grace.
     func drainConnectors() async {
         draining.store(true, ordering: .releasing)
@@ -101,7 +112,12 @@ public final class Sidecar: Sendable {
 
     func closeClients() async {
         await clients.close()
-        try? await httpClient.shutdown()
+        if !httpClientClosed.exchange(true, ordering: .acquiringAndReleasing) { try? await httpClient.shutdown() }
+    }
+
+    deinit {
+        // A sidecar that never ran (or failed before its drain) still owns a running HTTP client.
+        if !httpClientClosed.exchange(true, ordering: .acquiringAndReleasing) { try? httpClient.syncShutdown() }
     }
 }
 
@@ -117,8 +133,10 @@ struct ConnectorsService: Service {
                 }
             }
         } onGracefulShutdown: {
-            Task { await sidecar.drainConnectors() }
+            sidecar.startDrain()
         }
+        // The connectors' streams are done; wait for the drain to finish leaving the groups (final commits).
+        await sidecar.drainTask?.value
         await sidecar.closeClients()
         sidecar.logger.info("every connector stopped; producers flushed and closed")
     }

@@ -15,7 +15,7 @@ import Testing
         }
     }
 
-    @Test(arguments: ["mapAsync", "mapAsyncUnordered", "mapAsyncPartitioned", "map", "twoPartitionedStages"])
+    @Test(arguments: ["mapAsync", "mapAsyncUnordered", "mapAsyncPartitioned", "mapAsyncPartitionedUnordered", "map", "twoPartitionedStages"])
     func aFailingStageFailsTheStreamWhileUpstreamIsQuiet(_ kind: String) async throws {
         let failAt = 3
         let transform: @Sendable (Int) async throws -> Int = { value in
@@ -28,6 +28,7 @@ import Testing
             case "mapAsync": source.mapAsync(parallelism: 4, transform)
             case "mapAsyncUnordered": source.mapAsyncUnordered(parallelism: 4, transform)
             case "mapAsyncPartitioned": source.mapAsyncPartitioned(parallelism: 4, partitionKey: { _ in 0 }, transform)
+            case "mapAsyncPartitionedUnordered": source.mapAsyncPartitionedUnordered(parallelism: 4, bufferSize: 8, partitionKey: { _ in 0 }, transform)
             case "map": source.map(transform)
             default:
                 source.mapAsyncPartitioned(parallelism: 1, partitionKey: { $0 % 2 }) { $0 }

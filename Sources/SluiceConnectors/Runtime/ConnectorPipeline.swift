@@ -60,26 +60,39 @@ extension ConnectorRuntime {
         let gate = self.gate
         let delivery = configuration.delivery
 
-        var flow = Flow<CommittableMessage, CommittableMessage, Void>()
+        let flow = Flow<CommittableMessage, CommittableMessage, Void>()
             .map { message -> CommittableMessage in
                 await gate.pass()
                 metrics.increment("sluice_messages_consumed_total", labels: labels)
                 return message
             }
-            .mapAsyncPartitioned(parallelism: chain.isEmpty ? 1 : delivery.parallelism, partitionKey: { message in
-                Self.key(of: message.message, selector: entityKey)
-            }) { message -> ConnectorItem in
-                let record = ConnectorRecord(message.message)
-                let key = Self.key(of: message.message, selector: entityKey)
-                let outcome = chain.isEmpty ? .deliver(record) : try await chain.process(record)
-                return ConnectorItem(outcome: outcome, acks: [message.committableOffset], key: key)
+
+        let processed: Flow<CommittableMessage, ConnectorItem, Void>
+        if chain.isEmpty {
+            processed = flow.map { message -> ConnectorItem in
+                ConnectorItem(
+                    outcome: .deliver(ConnectorRecord(message.message)), acks: [message.committableOffset],
+                    key: Self.key(of: message.message, selector: entityKey))
             }
+        } else {
+            // One message at a time per entity key, keys in parallel; a slow key does not hold back the others.
+            processed = flow.mapAsyncPartitionedUnordered(
+                parallelism: delivery.parallelism, bufferSize: delivery.maxInFlightPerPartition,
+                partitionKey: { Self.key(of: $0.message, selector: entityKey) }
+            ) { message -> ConnectorItem in
+                let record = ConnectorRecord(message.message)
+                return ConnectorItem(
+                    outcome: try await chain.process(record), acks: [message.committableOffset],
+                    key: Self.key(of: message.message, selector: entityKey))
+            }
+        }
+        var items = processed
         if let aggregate {
-            flow = flow.via(aggregationFlow(aggregate))
+            items = items.via(aggregationFlow(aggregate))
         }
         let sink = try sinkFlow()
         return KafkaSource.committable(settings, logger: logger)
-            .via(flow)
+            .via(items)
             .via(sink)
             .mapConcat { acks -> [CommittableOffset] in
                 metrics.increment("sluice_messages_acknowledged_total", by: Double(acks.count), labels: labels)
@@ -137,7 +150,10 @@ extension ConnectorRuntime {
             let connector = configuration.name
             if endpointConfiguration.batchSize == 1 {
                 return Flow<ConnectorItem, ConnectorItem, Void>()
-                    .mapAsyncPartitioned(parallelism: endpointConfiguration.concurrency, partitionKey: { $0.key }) { [self] item in
+                    .mapAsyncPartitionedUnordered(
+                        parallelism: endpointConfiguration.concurrency, bufferSize: configuration.delivery.maxInFlightPerPartition,
+                        partitionKey: { $0.key }
+                    ) { [self] item in
                         guard case .deliver(let record) = item.outcome else {
                             try await settleWithoutDelivery(item)
                             return item.acks

@@ -48,6 +48,17 @@ extension Flow {
         transformed { $0.mapAsyncPartitioned(parallelism: parallelism, partitionKey: partitionKey, transform) }
     }
 
+    /// Runs `transform` one element at a time per partition key (in arrival order per key), on up to `parallelism`
+    /// keys at once, and emits results as they complete. Unlike ``mapAsyncPartitioned(parallelism:partitionKey:_:)``
+    /// a slow key does not hold back other keys' results: up to `bufferSize` elements may wait for their key while
+    /// other keys run (that buffer is the stage's bound; when it is full, upstream waits).
+    public func mapAsyncPartitionedUnordered<T: Sendable, Key: Hashable & Sendable>(
+        parallelism: Int, bufferSize: Int, partitionKey: @escaping @Sendable (Output) -> Key,
+        _ transform: @escaping @Sendable (Output) async throws -> T
+    ) -> Flow<Input, T, Materialized> {
+        transformed { $0.mapAsyncPartitionedUnordered(parallelism: parallelism, bufferSize: bufferSize, partitionKey: partitionKey, transform) }
+    }
+
     /// Emits groups of `size` elements (the last one may be smaller).
     public func grouped(_ size: Int) -> Flow<Input, [Output], Materialized> {
         transformed { $0.grouped(size) }
