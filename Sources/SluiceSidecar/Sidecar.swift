@@ -79,6 +79,8 @@ public final class Sidecar: Sendable {
         shutdownTrigger.withLock { trigger in
             trigger = { Task { await group.triggerGracefulShutdown() } }
         }
+        // A shutdown requested before the group existed (a signal during start-up) takes effect now.
+        if isDraining { shutdown() }
         let signals = handleSignals ? SignalWatcher(logger: logger) { [weak self] in self?.shutdown() } : nil
         defer { signals?.cancel() }
         try await group.run()
@@ -142,14 +144,15 @@ struct ConnectorsService: Service {
     }
 }
 
-/// First SIGTERM/SIGINT: graceful shutdown. Second: exit at once (status 130).
-final class SignalWatcher {
+/// First SIGTERM/SIGINT: graceful shutdown. Second: exit at once (status 130). Install it as early as possible,
+/// so that a signal during start-up is not fatal.
+public final class SignalWatcher {
     private final class Count: Sendable {
         let value = Atomic<Int>(0)
     }
     private let sources: [any DispatchSourceSignal]
 
-    init(logger: Logger, onFirst: @escaping @Sendable () -> Void) {
+    public init(logger: Logger, onFirst: @escaping @Sendable () -> Void) {
         let received = Count()
         var sources: [any DispatchSourceSignal] = []
         for signalNumber in [SIGTERM, SIGINT] {
@@ -171,7 +174,7 @@ final class SignalWatcher {
         self.sources = sources
     }
 
-    func cancel() {
+    public func cancel() {
         for source in sources { source.cancel() }
     }
 }

@@ -4,6 +4,7 @@ import Logging
 import SluiceConnectorConfig
 import SluiceKafka
 import SluiceSidecar
+import Synchronization
 
 /// Options every long-running command shares.
 struct LoggingOptions: ParsableArguments {
@@ -53,6 +54,10 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = logging.bootstrap()
+        // Signals first: a SIGTERM during start-up must drain (or end) cleanly, not kill the process.
+        let sidecarBox = SidecarBox()
+        let signals = SignalWatcher(logger: logger) { sidecarBox.shutdown() }
+        defer { signals.cancel() }
         try KafkaLibrary.requireSupportedVersion()
         let configuration: SluiceConfiguration
         switch ConfigurationLoader.load(paths: paths) {
@@ -63,7 +68,11 @@ struct RunCommand: AsyncParsableCommand {
         }
         logger.info("starting \(configuration.connectors.count) connector(s): \(configuration.connectors.map(\.name).joined(separator: ", "))")
         let sidecar = Sidecar(configuration: configuration, logger: logger)
-        try await sidecar.run()
+        guard sidecarBox.set(sidecar) else {
+            logger.notice("a signal arrived during start-up: not starting")
+            return
+        }
+        try await sidecar.run(handleSignals: false)
         logger.info("stopped cleanly")
     }
 }
@@ -84,6 +93,27 @@ struct ValidateCommand: ParsableCommand {
         case .failure(let error):
             print(error.description)
             throw ExitCode(1)
+        }
+    }
+}
+
+/// Hands a signal that arrives during start-up to the sidecar once it exists.
+final class SidecarBox: Sendable {
+    private let state = Mutex<(sidecar: Sidecar?, shutdownRequested: Bool)>((nil, false))
+
+    func shutdown() {
+        let sidecar = state.withLock { state -> Sidecar? in
+            state.shutdownRequested = true
+            return state.sidecar
+        }
+        sidecar?.shutdown()
+    }
+
+    /// Records the sidecar; `false` when a shutdown was already requested (do not start it).
+    func set(_ sidecar: Sidecar) -> Bool {
+        state.withLock { state in
+            state.sidecar = sidecar
+            return !state.shutdownRequested
         }
     }
 }
