@@ -57,6 +57,8 @@ public final class ConnectorRuntime: Sendable {
         var joined = false
         var draining = false
         var lag: [KafkaTopicPartition: Int64] = [:]
+        /// Whether the last broker probe (watermark queries every few seconds) got an answer.
+        var brokerReachable = true
     }
     private let state = Mutex(RuntimeState())
 
@@ -194,9 +196,11 @@ public final class ConnectorRuntime: Sendable {
         state.withLock { if $0.state == .paused { $0.state = .running } }
     }
 
-    /// Ready: running (or paused on request), the group joined, not draining.
-    public var isReady: Bool {
-        state.withLock { ($0.state == .running || $0.state == .paused) && $0.joined && !$0.draining }
+    /// Ready: running (or paused on request), the group joined, the brokers answering, not draining.
+    public var isReady: Bool { state.withLock { Self.isReady($0) } }
+
+    private static func isReady(_ state: RuntimeState) -> Bool {
+        (state.state == .running || state.state == .paused) && state.joined && state.brokerReachable && !state.draining
     }
 
     public var status: ConnectorStatus {
@@ -204,7 +208,7 @@ public final class ConnectorRuntime: Sendable {
         let metricsSnapshot = snapshot.control?.metrics
         return ConnectorStatus(
             name: configuration.name, state: snapshot.state,
-            isReady: (snapshot.state == .running || snapshot.state == .paused) && snapshot.joined && !snapshot.draining,
+            isReady: Self.isReady(snapshot),
             assignedPartitions: (metricsSnapshot?.assignment ?? []).sorted { ($0.topic, $0.partition) < ($1.topic, $1.partition) },
             lag: snapshot.lag, inFlight: metricsSnapshot?.inFlight.values.reduce(0, +) ?? 0, lastError: snapshot.lastError)
     }
@@ -258,19 +262,47 @@ public final class ConnectorRuntime: Sendable {
         }
     }
 
-    /// Every few seconds: lag = high watermark − committed offset, for each assigned partition.
+    /// Every few seconds: lag = high watermark − committed offset, for each assigned partition. The same queries
+    /// probe the brokers: when none answers, readiness turns false (librdkafka keeps reconnecting with backoff).
     private func refreshLag(_ control: KafkaConsumerControl) async {
         while !Task.isCancelled {
             let sourceMetrics = control.metrics
             var lag: [KafkaTopicPartition: Int64] = [:]
-            for partition in sourceMetrics.assignment {
-                guard let marks = try? await control.kafkaConsumer.watermarks(topic: partition.topic, partition: partition.partition, timeout: .seconds(2))
-                else { continue }
-                let committed = sourceMetrics.committed[partition] ?? marks.low
-                lag[partition] = max(0, marks.high - committed)
+            var probe = Array(sourceMetrics.assignment)
+            if probe.isEmpty, let topic = configuration.source.topics.first {
+                probe = [KafkaTopicPartition(topic: topic, partition: 0)]
             }
-            state.withLock { $0.lag = lag }
-            try? await Task.sleep(for: .seconds(5))
+            var answered = probe.isEmpty
+            var failure: (any Error)?
+            for partition in probe {
+                do {
+                    let marks = try await control.kafkaConsumer.watermarks(
+                        topic: partition.topic, partition: partition.partition, timeout: .seconds(3))
+                    answered = true
+                    guard sourceMetrics.assignment.contains(partition) else { continue }
+                    let committed = sourceMetrics.committed[partition] ?? marks.low
+                    lag[partition] = max(0, marks.high - committed)
+                } catch let error as KafkaError where error.code == .unknownTopic {
+                    answered = true  // the broker answered: the topic just does not exist (yet)
+                } catch {
+                    failure = error
+                }
+            }
+            let reachable = answered
+            let wasReachable = state.withLock { state in
+                defer {
+                    state.lag = lag
+                    state.brokerReachable = reachable
+                    if !reachable, let failure { state.lastError = "brokers unreachable: \(failure)" }
+                }
+                return state.brokerReachable
+            }
+            if wasReachable && !reachable {
+                logger.error("Kafka brokers do not answer (\(failure.map { "\($0)" } ?? "no answer")): not ready; librdkafka keeps reconnecting with backoff, nothing is lost")
+            } else if !wasReachable && reachable {
+                logger.notice("Kafka brokers answer again: ready")
+            }
+            try? await Task.sleep(for: .seconds(reachable ? 5 : 2))
         }
     }
 }
