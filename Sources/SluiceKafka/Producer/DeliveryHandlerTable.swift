@@ -21,12 +21,19 @@ import Synchronization
 final class DeliveryHandlerTable: @unchecked Sendable {
     typealias Handler = KafkaProducer.DeliveryHandler
 
+    /// One slot. The handler is wrapped in a concrete struct so that it is stored at its natural abstraction: as the
+    /// pointee of a generic `UnsafeMutablePointer<Slot>` Swift would wrap every closure in a reabstraction thunk,
+    /// a heap object per message.
+    private struct Slot {
+        var handler: Handler?
+    }
+
     private static let firstChunkShift = 10
     private static let maxChunks = 22
 
     /// Top of the free list: `tag << 32 | ticket`, ticket 0 = empty.
     private let head = Atomic<UInt64>(0)
-    /// Per chunk: the base address of its handlers (`Handler?`), 0 while not allocated.
+    /// Per chunk: the base address of its handler slots, 0 while not allocated.
     private let chunkHandlers: UnsafeMutablePointer<Atomic<UInt>>
     /// Per chunk: the base address of its free-list links (`Atomic<UInt32>`, the next free ticket), 0 while not allocated.
     private let chunkLinks: UnsafeMutablePointer<Atomic<UInt>>
@@ -48,7 +55,7 @@ final class DeliveryHandlerTable: @unchecked Sendable {
             let handlers = chunkHandlers[chunk].load(ordering: .acquiring)
             if handlers != 0 {
                 // Drops the handlers of messages librdkafka never reported (destroyed without a close).
-                let pointer = UnsafeMutablePointer<Handler?>(bitPattern: handlers)!
+                let pointer = UnsafeMutablePointer<Slot>(bitPattern: handlers)!
                 pointer.deinitialize(count: count)
                 pointer.deallocate()
             }
@@ -70,7 +77,7 @@ final class DeliveryHandlerTable: @unchecked Sendable {
     func claim(_ handler: @escaping Handler) -> UInt32? {
         while true {
             if let ticket = pop() {
-                handlerSlot(ticket).pointee = handler
+                handlerSlot(ticket).pointee.handler = handler
                 return ticket
             }
             guard grow() else { return nil }
@@ -81,8 +88,8 @@ final class DeliveryHandlerTable: @unchecked Sendable {
     @inline(__always)
     func take(_ ticket: UInt32) -> Handler? {
         let slot = handlerSlot(ticket)
-        let handler = slot.move()
-        slot.initialize(to: nil)
+        let handler = slot.move().handler
+        slot.initialize(to: Slot(handler: nil))
         push(first: ticket, last: ticket)
         return handler
     }
@@ -98,9 +105,9 @@ final class DeliveryHandlerTable: @unchecked Sendable {
     }
 
     @inline(__always)
-    private func handlerSlot(_ ticket: UInt32) -> UnsafeMutablePointer<Handler?> {
+    private func handlerSlot(_ ticket: UInt32) -> UnsafeMutablePointer<Slot> {
         let (chunk, offset) = Self.locate(ticket)
-        return UnsafeMutablePointer<Handler?>(bitPattern: chunkHandlers[chunk].load(ordering: .relaxed))! + offset
+        return UnsafeMutablePointer<Slot>(bitPattern: chunkHandlers[chunk].load(ordering: .relaxed))! + offset
     }
 
     @inline(__always)
@@ -151,8 +158,8 @@ final class DeliveryHandlerTable: @unchecked Sendable {
             guard chunkCount < Self.maxChunks else { return false }
             let chunk = chunkCount
             let count = 1 << (Self.firstChunkShift + chunk)
-            let handlers = UnsafeMutablePointer<Handler?>.allocate(capacity: count)
-            handlers.initialize(repeating: nil, count: count)
+            let handlers = UnsafeMutablePointer<Slot>.allocate(capacity: count)
+            handlers.initialize(repeating: Slot(handler: nil), count: count)
             let links = UnsafeMutablePointer<Atomic<UInt32>>.allocate(capacity: count)
             // The first ticket of chunk k is 1024 * (2^k - 1) + 1; link each slot to the next one.
             let firstTicket = UInt32((1 << (Self.firstChunkShift + chunk)) - (1 << Self.firstChunkShift) + 1)
