@@ -208,7 +208,6 @@ private final class KafkaProducerShared: Sendable {
     private let isUnusable = Atomic<Bool>(false)
     /// Bumped (under the lock) whenever deliveries free room, so a sender never sleeps through a wake-up.
     let roomGeneration = Atomic<UInt64>(0)
-    let sendCount = Atomic<UInt>(0)
 
     /// Throws the fatal error, or ``KafkaError/Code/closed``, if the producer can no longer send.
     @inline(__always)
