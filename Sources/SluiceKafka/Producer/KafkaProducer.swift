@@ -95,10 +95,11 @@ public final class KafkaProducer: Sendable {
 
     /// Hands a message to librdkafka and returns; `onDelivery` is called once with the outcome.
     ///
-    /// Awaits room when the local queue is full.
+    /// Awaits room when the local queue is full. Runs on the caller's executor (`nonisolated(nonsending)`): handing
+    /// the message over never blocks, so a caller on an actor pays no executor hop per message.
     /// - Throws: ``KafkaError`` if the message cannot be accepted at all (closed producer, unknown partition,
     ///   message too large); `onDelivery` is not called then.
-    public func send(_ message: KafkaProducerMessage, onDelivery: @escaping DeliveryHandler) async throws {
+    public nonisolated(nonsending) func send(_ message: KafkaProducerMessage, onDelivery: @escaping DeliveryHandler) async throws {
         while true {
             let generation = shared.roomGeneration.load(ordering: .acquiring)
             try shared.checkUsable(message.topic)

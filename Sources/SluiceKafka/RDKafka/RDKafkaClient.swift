@@ -59,7 +59,7 @@ final class RDKafkaClient: @unchecked Sendable {
         if bits != 0 {
             // Unretained: `topics` owns every RDKafkaTopic until deinit, and deinit cannot run during this call.
             let handle = Unmanaged<RDKafkaTopic>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!)
-                ._withUnsafeGuaranteedRef { $0.name.value == name ? $0.handle : nil }
+                ._withUnsafeGuaranteedRef { $0.name == name ? $0.handle : nil }
             if let handle { return handle }
         }
         return cachedTopicHandle(name)
@@ -71,13 +71,15 @@ final class RDKafkaClient: @unchecked Sendable {
             if let existing = topics[name] {
                 topic = existing
             } else {
-                let label = RDKafkaTopicName(name)
+                // A copy with storage of its own: delivery reports retain and release it on the poll thread, and
+                // sharing the caller's storage would bounce its reference count between threads per message.
+                let label = RDKafkaTopicName(String(decoding: Array(name.utf8), as: UTF8.self))
                 // The default topic configuration (acks, partitioner, timeouts set on the client) plus the opaque;
                 // librdkafka takes ownership of the configuration, on failure too.
                 guard let conf = rd_kafka_default_topic_conf_dup(handle) else { return nil }
                 rd_kafka_topic_conf_set_opaque(conf, Unmanaged.passUnretained(label).toOpaque())
                 guard let created = rd_kafka_topic_new(handle, name, conf) else { return nil }
-                topic = RDKafkaTopic(handle: created, name: label)
+                topic = RDKafkaTopic(handle: created, name: name, label: label)
                 topics[name] = topic
             }
             lastTopic.store(UInt(bitPattern: Unmanaged.passUnretained(topic).toOpaque()), ordering: .releasing)
@@ -114,17 +116,20 @@ final class RDKafkaClient: @unchecked Sendable {
     }
 }
 
-/// A producer's topic handle and the name its librdkafka opaque points to.
+/// A producer's topic handle, its name as first asked for (usually the caller's own string, so comparing is cheap)
+/// and the name its librdkafka opaque points to.
 ///
-/// `@unchecked Sendable`: both fields are immutable; librdkafka's topic handles may be used from any thread, and the
+/// `@unchecked Sendable`: every field is immutable; librdkafka's topic handles may be used from any thread, and the
 /// handle is destroyed only in the client's teardown, when no other reference to the client exists.
 final class RDKafkaTopic: @unchecked Sendable {
     let handle: OpaquePointer
-    let name: RDKafkaTopicName
+    let name: String
+    let label: RDKafkaTopicName
 
-    init(handle: OpaquePointer, name: RDKafkaTopicName) {
+    init(handle: OpaquePointer, name: String, label: RDKafkaTopicName) {
         self.handle = handle
         self.name = name
+        self.label = label
     }
 }
 
