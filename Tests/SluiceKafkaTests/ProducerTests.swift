@@ -1,8 +1,9 @@
 import Foundation
-@testable import SluiceKafka
 import SluiceTesting
 import Synchronization
 import Testing
+
+@testable import SluiceKafka
 
 /// The producer's table of delivery handlers, tested directly (no broker).
 @Suite("Producer delivery handler table")
@@ -62,7 +63,9 @@ struct DeliveryHandlerTableTests {
                             held.removeAll(keepingCapacity: true)
                         }
                     }
-                    for (ticket, id) in held { table.take(ticket)?(.failure(KafkaError(code: .produce, message: "\(id)"))) }
+                    for (ticket, id) in held {
+                        table.take(ticket)?(.failure(KafkaError(code: .produce, message: "\(id)")))
+                    }
                 }
             }
         }
@@ -91,17 +94,22 @@ struct ProducerBackpressureTests {
                 }
             }
             var accepted = 0
-            while try producer.trySend(KafkaProducerMessage(topic: topic, value: [UInt8]("\(accepted)")), onDelivery: record(accepted)) {
+            while try producer.trySend(
+                KafkaProducerMessage(topic: topic, value: [UInt8]("\(accepted)")), onDelivery: record(accepted))
+            {
                 accepted += 1
             }
             #expect(accepted == 10)
             // A refused trySend enqueued nothing and will not call back; send waits for room instead.
             let total = 100
             for index in accepted..<total {
-                try await producer.send(KafkaProducerMessage(topic: topic, value: [UInt8]("\(index)")), onDelivery: record(index))
+                try await producer.send(
+                    KafkaProducerMessage(topic: topic, value: [UInt8]("\(index)")), onDelivery: record(index))
             }
             try await producer.flush()
-            try await Eventually.require("every delivery reported") { delivered.ids.withLock { $0.count } + failures.value == total }
+            try await Eventually.require("every delivery reported") {
+                delivered.ids.withLock { $0.count } + failures.value == total
+            }
             try await producer.close()
             #expect(failures.value == 0)
             #expect(delivered.ids.withLock { $0.sorted() } == Array(0..<total))

@@ -99,7 +99,9 @@ public final class KafkaProducer: Sendable {
     /// the message over never blocks, so a caller on an actor pays no executor hop per message.
     /// - Throws: ``KafkaError`` if the message cannot be accepted at all (closed producer, unknown partition,
     ///   message too large); `onDelivery` is not called then.
-    public nonisolated(nonsending) func send(_ message: KafkaProducerMessage, onDelivery: @escaping DeliveryHandler) async throws {
+    public nonisolated(nonsending) func send(
+        _ message: KafkaProducerMessage, onDelivery: @escaping DeliveryHandler
+    ) async throws {
         while true {
             let generation = shared.roomGeneration.load(ordering: .acquiring)
             try shared.checkUsable(message.topic)
