@@ -100,19 +100,35 @@ public final class KafkaProducer: Sendable {
     /// - Throws: ``KafkaError`` if the message cannot be accepted at all (closed producer, unknown partition,
     ///   message too large); `onDelivery` is not called then.
     public nonisolated(nonsending) func send(
-        _ message: KafkaProducerMessage, onDelivery: @escaping DeliveryHandler
+        _ message: consuming KafkaProducerMessage, onDelivery: @escaping DeliveryHandler
     ) async throws {
+        // The common case, room in librdkafka's queue, is synchronous: kept small so that it can be inlined into
+        // the caller and cost no async frame.
+        guard let generation = try enqueueUnlessFull(message, onDelivery: onDelivery) else { return }
+        try await sendWaitingForRoom(message, onDelivery: onDelivery, generation: generation)
+    }
+
+    /// Enqueues `message`; returns `nil` when done, or the room generation read before librdkafka refused it as full.
+    private func enqueueUnlessFull(
+        _ message: borrowing KafkaProducerMessage, onDelivery: @escaping DeliveryHandler
+    ) throws(KafkaError) -> UInt64? {
+        let generation = shared.roomGeneration.load(ordering: .acquiring)
+        try shared.checkUsable(message.topic)
+        switch enqueue(message, onDelivery: onDelivery) {
+        case .enqueued: return nil
+        case .queueFull: return generation
+        case .failed(let error): throw error
+        }
+    }
+
+    private func sendWaitingForRoom(
+        _ message: KafkaProducerMessage, onDelivery: @escaping DeliveryHandler, generation: UInt64
+    ) async throws {
+        var generation = generation
         while true {
-            let generation = shared.roomGeneration.load(ordering: .acquiring)
-            try shared.checkUsable(message.topic)
-            switch enqueue(message, onDelivery: onDelivery) {
-            case .enqueued:
-                return
-            case .queueFull:
-                await shared.waitForRoom(after: generation)
-            case .failed(let error):
-                throw error
-            }
+            await shared.waitForRoom(after: generation)
+            guard let next = try enqueueUnlessFull(message, onDelivery: onDelivery) else { return }
+            generation = next
         }
     }
 
@@ -135,7 +151,7 @@ public final class KafkaProducer: Sendable {
     }
 
     @inline(__always)
-    private func enqueue(_ message: KafkaProducerMessage, onDelivery: @escaping DeliveryHandler) -> EnqueueResult {
+    private func enqueue(_ message: borrowing KafkaProducerMessage, onDelivery: @escaping DeliveryHandler) -> EnqueueResult {
         guard let topic = client.topicHandle(message.topic) else {
             return .failed(KafkaError(code: .produce, message: "cannot create a handle for topic '\(message.topic)'"))
         }
