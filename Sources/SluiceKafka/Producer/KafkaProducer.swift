@@ -22,18 +22,11 @@ public final class KafkaProducer: Sendable {
     /// - Important: It runs on the producer's poll thread: keep it short and never block in it.
     public typealias DeliveryHandler = @Sendable (Result<KafkaDeliveryReport, KafkaError>) -> Void
 
-    private struct State {
-        var isClosed = false
-        var fatalError: KafkaError?
-        /// Senders waiting for room in librdkafka's full queue; woken after the poll thread served deliveries.
-        var roomWaiters: [CheckedContinuation<Void, Never>] = []
-        /// Bumped whenever deliveries free room, so a sender never sleeps through a wake-up.
-        var roomGeneration: UInt64 = 0
-    }
-
     private let client: RDKafkaClient
     private let pollThread = RDKafkaPollThread()
-    private let state: LockedValue<State>
+    private let shared: KafkaProducerShared
+    /// The delivery handlers of the messages in flight (also reachable from the delivery callback via the context).
+    private let deliveryHandlers: DeliveryHandlerTable
     private let logger: Logger
     /// The configuration this producer was created with.
     public let configuration: KafkaProducerConfiguration
@@ -47,23 +40,27 @@ public final class KafkaProducer: Sendable {
         var logger = logger
         logger[metadataKey: LogKey.client] = .string(configuration.client.clientID)
         self.logger = logger
-        let state = LockedValue(State())
-        self.state = state
+        let shared = KafkaProducerShared()
+        self.shared = shared
+        let deliveryHandlers = DeliveryHandlerTable()
+        self.deliveryHandlers = deliveryHandlers
         let errorLogger = logger
-        let context = RDKafkaClientContext(logger: logger) { error in
-            if error.isFatal {
-                state.withLock { $0.fatalError = error }
-                errorLogger.critical("producer fatal error: \(error)")
-            } else {
-                errorLogger.warning("producer error: \(error)")
-            }
-        }
+        let context = RDKafkaClientContext(
+            logger: logger,
+            onError: { error in
+                if error.isFatal {
+                    shared.failFatally(error)
+                    errorLogger.critical("producer fatal error: \(error)")
+                } else {
+                    errorLogger.warning("producer error: \(error)")
+                }
+            }, deliveryHandlers: deliveryHandlers)
         self.client = try RDKafkaClient(
             kind: .producer, properties: configuration.librdkafkaProperties(), context: context)
         let client = self.client
         let pollThread = self.pollThread
         pollThread.start(name: "sluice-producer-poll") {
-            Self.pollLoop(client: client, pollThread: pollThread, state: state)
+            Self.pollLoop(client: client, pollThread: pollThread, shared: shared)
         }
     }
 
@@ -71,10 +68,10 @@ public final class KafkaProducer: Sendable {
         pollThread.requestStop()
     }
 
-    private static func pollLoop(client: RDKafkaClient, pollThread: RDKafkaPollThread, state: LockedValue<State>) {
+    private static func pollLoop(client: RDKafkaClient, pollThread: RDKafkaPollThread, shared: KafkaProducerShared) {
         while !pollThread.isStopRequested {
             let served = rd_kafka_poll(client.handle, 100)
-            if served > 0 { wakeRoomWaiters(state) }
+            if served > 0 { shared.wakeRoomWaiters() }
         }
         // Nothing may be left waiting: fail whatever librdkafka still holds, then serve those reports.
         rd_kafka_purge(client.handle, Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT))
@@ -82,16 +79,7 @@ public final class KafkaProducer: Sendable {
         for _ in 0..<100 where rd_kafka_outq_len(client.handle) > 0 {
             rd_kafka_poll(client.handle, 50)
         }
-        wakeRoomWaiters(state)
-    }
-
-    private static func wakeRoomWaiters(_ state: LockedValue<State>) {
-        let waiters = state.withLock { state in
-            state.roomGeneration &+= 1
-            defer { state.roomWaiters = [] }
-            return state.roomWaiters
-        }
-        for waiter in waiters { waiter.resume() }
+        shared.wakeRoomWaiters()
     }
 
     /// Sends a message and waits for the broker's acknowledgement.
@@ -107,25 +95,40 @@ public final class KafkaProducer: Sendable {
 
     /// Hands a message to librdkafka and returns; `onDelivery` is called once with the outcome.
     ///
-    /// Awaits room when the local queue is full.
+    /// Awaits room when the local queue is full. Runs on the caller's executor (`nonisolated(nonsending)`): handing
+    /// the message over never blocks, so a caller on an actor pays no executor hop per message.
     /// - Throws: ``KafkaError`` if the message cannot be accepted at all (closed producer, unknown partition,
     ///   message too large); `onDelivery` is not called then.
-    public func send(_ message: KafkaProducerMessage, onDelivery: @escaping DeliveryHandler) async throws {
+    public nonisolated(nonsending) func send(
+        _ message: consuming KafkaProducerMessage, onDelivery: @escaping DeliveryHandler
+    ) async throws {
+        // The common case, room in librdkafka's queue, is synchronous: kept small so that it can be inlined into
+        // the caller and cost no async frame.
+        guard let generation = try enqueueUnlessFull(message, onDelivery: onDelivery) else { return }
+        try await sendWaitingForRoom(message, onDelivery: onDelivery, generation: generation)
+    }
+
+    /// Enqueues `message`; returns `nil` when done, or the room generation read before librdkafka refused it as full.
+    private func enqueueUnlessFull(
+        _ message: borrowing KafkaProducerMessage, onDelivery: @escaping DeliveryHandler
+    ) throws(KafkaError) -> UInt64? {
+        let generation = shared.roomGeneration.load(ordering: .acquiring)
+        try shared.checkUsable(message.topic)
+        switch enqueue(message, onDelivery: onDelivery) {
+        case .enqueued: return nil
+        case .queueFull: return generation
+        case .failed(let error): throw error
+        }
+    }
+
+    private func sendWaitingForRoom(
+        _ message: KafkaProducerMessage, onDelivery: @escaping DeliveryHandler, generation: UInt64
+    ) async throws {
+        var generation = generation
         while true {
-            let generation = try state.withLock { state -> UInt64 in
-                if let fatalError = state.fatalError { throw fatalError }
-                if state.isClosed { throw KafkaError.closed("send to \(message.topic)") }
-                return state.roomGeneration
-            }
-            let result = enqueue(message, onDelivery: onDelivery)
-            switch result {
-            case .enqueued:
-                return
-            case .queueFull:
-                await waitForRoom(after: generation)
-            case .failed(let error):
-                throw error
-            }
+            await shared.waitForRoom(after: generation)
+            guard let next = try enqueueUnlessFull(message, onDelivery: onDelivery) else { return }
+            generation = next
         }
     }
 
@@ -135,10 +138,7 @@ public final class KafkaProducer: Sendable {
     ///   be called); `true` when the message was accepted.
     /// - Throws: as ``send(_:onDelivery:)``.
     public func trySend(_ message: KafkaProducerMessage, onDelivery: @escaping DeliveryHandler) throws -> Bool {
-        try state.withLock { state in
-            if let fatalError = state.fatalError { throw fatalError }
-            if state.isClosed { throw KafkaError.closed("send to \(message.topic)") }
-        }
+        try shared.checkUsable(message.topic)
         switch enqueue(message, onDelivery: onDelivery) {
         case .enqueued: return true
         case .queueFull: return false
@@ -150,11 +150,14 @@ public final class KafkaProducer: Sendable {
         case enqueued, queueFull, failed(KafkaError)
     }
 
-    private func enqueue(_ message: KafkaProducerMessage, onDelivery: @escaping DeliveryHandler) -> EnqueueResult {
+    @inline(__always)
+    private func enqueue(_ message: borrowing KafkaProducerMessage, onDelivery: @escaping DeliveryHandler) -> EnqueueResult {
         guard let topic = client.topicHandle(message.topic) else {
             return .failed(KafkaError(code: .produce, message: "cannot create a handle for topic '\(message.topic)'"))
         }
-        let box = Unmanaged.passRetained(DeliveryBox(topic: message.topic, handler: onDelivery))
+        guard let ticket = deliveryHandlers.claim(onDelivery) else {
+            return .failed(KafkaError(code: .produce, message: "more than 4 billion messages in flight"))
+        }
         var headers: OpaquePointer?
         if !message.headers.isEmpty {
             headers = rd_kafka_headers_new(message.headers.count)
@@ -174,25 +177,14 @@ public final class KafkaProducer: Sendable {
                     client.handle, topic, message.partition ?? RD_KAFKA_PARTITION_UA,
                     key, keyLength, message.key == nil ? 0 : 1,
                     value, valueLength, message.value == nil ? 0 : 1,
-                    headers, message.timestampMilliseconds ?? 0, box.toOpaque())
+                    headers, message.timestampMilliseconds ?? 0, UnsafeMutableRawPointer(bitPattern: UInt(ticket)))
             }
         }
         if raw == RD_KAFKA_RESP_ERR_NO_ERROR { return .enqueued }
-        box.release()
+        _ = deliveryHandlers.take(ticket)
         if let headers { rd_kafka_headers_destroy(headers) }
         if raw == RD_KAFKA_RESP_ERR__QUEUE_FULL { return .queueFull }
         return .failed(.rdkafka(raw, as: .produce, context: "producing to \(message.topic)"))
-    }
-
-    private func waitForRoom(after generation: UInt64) async {
-        await withCheckedContinuation { continuation in
-            let wakeNow = state.withLock { state in
-                if state.roomGeneration != generation || state.isClosed { return true }
-                state.roomWaiters.append(continuation)
-                return false
-            }
-            if wakeNow { continuation.resume() }
-        }
     }
 
     /// The number of messages librdkafka holds that are not yet delivered (queued or in flight).
@@ -212,11 +204,7 @@ public final class KafkaProducer: Sendable {
     /// Flushes (up to `timeout`), then stops the producer. Messages still undelivered after `timeout` fail
     /// with a purge error in their delivery reports. Later sends throw ``KafkaError/Code/closed``.
     public func close(timeout: Duration = .seconds(30)) async throws {
-        let alreadyClosed = state.withLock { state in
-            defer { state.isClosed = true }
-            return state.isClosed
-        }
-        if alreadyClosed { return }
+        if shared.markClosed() { return }
         let flushError: (any Error)?
         do { try await flush(timeout: timeout); flushError = nil } catch { flushError = error }
         pollThread.requestStop()
@@ -225,14 +213,71 @@ public final class KafkaProducer: Sendable {
     }
 }
 
-/// Per-message delivery context: retained into librdkafka's message opaque, released in the delivery callback.
-final class DeliveryBox {
-    let topic: String
-    let handler: KafkaProducer.DeliveryHandler
+/// What the producer's callers, its poll thread and librdkafka's callbacks share.
+private final class KafkaProducerShared: Sendable {
+    private struct State {
+        var isClosed = false
+        var fatalError: KafkaError?
+        /// Senders waiting for room in librdkafka's full queue; woken after the poll thread served deliveries.
+        var roomWaiters: [CheckedContinuation<Void, Never>] = []
+    }
 
-    init(topic: String, handler: @escaping KafkaProducer.DeliveryHandler) {
-        self.topic = topic
-        self.handler = handler
+    private let state = Mutex(State())
+    /// Set (under the lock) once the producer is closed or failed fatally: a send checks this atomic, not the lock.
+    private let isUnusable = Atomic<Bool>(false)
+    /// Bumped (under the lock) whenever deliveries free room, so a sender never sleeps through a wake-up.
+    let roomGeneration = Atomic<UInt64>(0)
+
+    /// Throws the fatal error, or ``KafkaError/Code/closed``, if the producer can no longer send.
+    @inline(__always)
+    func checkUsable(_ topic: String) throws(KafkaError) {
+        if isUnusable.load(ordering: .acquiring) { try throwUnusable(topic) }
+    }
+
+    private func throwUnusable(_ topic: String) throws(KafkaError) {
+        try state.withLock { (state) throws(KafkaError) -> Void in
+            if let fatalError = state.fatalError { throw fatalError }
+            if state.isClosed { throw KafkaError.closed("send to \(topic)") }
+        }
+    }
+
+    func failFatally(_ error: KafkaError) {
+        state.withLock { state in
+            state.fatalError = error
+            isUnusable.store(true, ordering: .releasing)
+        }
+    }
+
+    /// Marks the producer closed; returns whether it already was.
+    func markClosed() -> Bool {
+        state.withLock { state in
+            defer {
+                state.isClosed = true
+                isUnusable.store(true, ordering: .releasing)
+            }
+            return state.isClosed
+        }
+    }
+
+    func wakeRoomWaiters() {
+        let waiters = state.withLock { state in
+            roomGeneration.add(1, ordering: .releasing)
+            defer { state.roomWaiters = [] }
+            return state.roomWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Waits for the next wake-up, unless one came since the caller read `generation` (or the producer closed).
+    func waitForRoom(after generation: UInt64) async {
+        await withCheckedContinuation { continuation in
+            let wakeNow = state.withLock { state in
+                if roomGeneration.load(ordering: .relaxed) != generation || state.isClosed { return true }
+                state.roomWaiters.append(continuation)
+                return false
+            }
+            if wakeNow { continuation.resume() }
+        }
     }
 }
 
@@ -271,32 +316,38 @@ final class DeliveryPromise: Sendable {
     }
 }
 
-/// The delivery-report callback librdkafka calls on the poll thread, once per message.
+/// The delivery-report callback librdkafka calls once per message, on the poll thread (or on the thread running
+/// `rd_kafka_flush`). `opaque` is the client's context; the message's opaque is its delivery handler's ticket.
 func deliveryReportCallback(_ rk: OpaquePointer?, _ message: UnsafePointer<rd_kafka_message_t>?, _ opaque: UnsafeMutableRawPointer?) {
-    guard let message, let boxPointer = message.pointee._private else { return }
-    let box = Unmanaged<DeliveryBox>.fromOpaque(boxPointer).takeRetainedValue()
+    guard let message, let opaque, let ticketBits = message.pointee._private else { return }
+    // Unretained: the context outlives rd_kafka_destroy, after which librdkafka calls nothing.
+    let handler = Unmanaged<RDKafkaClientContext>.fromOpaque(opaque)._withUnsafeGuaranteedRef { context in
+        context.deliveryHandlers?.take(UInt32(truncatingIfNeeded: UInt(bitPattern: ticketBits)))
+    }
+    guard let handler else { return }
+    let topic = RDKafkaTopicName.of(message.pointee.rkt)
     let error = message.pointee.err
     if error == RD_KAFKA_RESP_ERR_NO_ERROR {
         var timestampType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
         let timestamp = rd_kafka_message_timestamp(message, &timestampType)
-        box.handler(
+        handler(
             .success(
                 KafkaDeliveryReport(
-                    topic: box.topic, partition: message.pointee.partition, offset: message.pointee.offset,
+                    topic: topic, partition: message.pointee.partition, offset: message.pointee.offset,
                     timestamp: KafkaTimestamp(rdkafka: timestamp, type: timestampType))))
     } else {
-        var failure = KafkaError.rdkafka(error, as: .delivery, context: "delivery to \(box.topic) failed")
+        var failure = KafkaError.rdkafka(error, as: .delivery, context: "delivery to \(topic) failed")
         switch KafkaErrorCode(error) {
         case .unknownTopic, .unknownTopicOrPartition:
-            failure.message = "delivery to \(box.topic) failed: topic '\(box.topic)' does not exist and the broker "
+            failure.message = "delivery to \(topic) failed: topic '\(topic)' does not exist and the broker "
                 + "did not create it (auto-creation is off): create the topic first"
         case .messageTimedOut:
-            failure.message = "delivery to \(box.topic) failed: not acknowledged within message.timeout.ms "
+            failure.message = "delivery to \(topic) failed: not acknowledged within message.timeout.ms "
                 + "(is the broker reachable, and does the topic exist?)"
         default:
             break
         }
-        box.handler(.failure(failure))
+        handler(.failure(failure))
     }
 }
 

@@ -19,7 +19,11 @@ final class RDKafkaClient: @unchecked Sendable {
     let consumerQueue: OpaquePointer?
     /// The configured bootstrap servers, for error messages.
     let bootstrapServers: String
-    private let topicHandles = Mutex<[String: OpaquePointer]>([:])
+    /// Producer topic handles by name; kept until teardown, so `lastTopic` may point at one without retaining it.
+    private let topics = Mutex<[String: RDKafkaTopic]>([:])
+    /// The topic handle returned last (an unretained `RDKafkaTopic` that `topics` keeps alive), or 0: a producer
+    /// sending to one topic finds its handle with a string comparison, without hashing or locking.
+    private let lastTopic = Atomic<UInt>(0)
 
     /// Creates a client; fails with librdkafka's message when a property is unknown or invalid.
     init(kind: Kind, properties: [(String, String)], context: RDKafkaClientContext) throws {
@@ -47,19 +51,45 @@ final class RDKafkaClient: @unchecked Sendable {
         }
     }
 
-    /// A cached topic handle for producing (librdkafka looks a topic name up on every message otherwise).
+    /// A cached topic handle for producing (librdkafka looks a topic name up on every message otherwise), whose
+    /// librdkafka opaque is the topic's name (``RDKafkaTopicName``) for delivery reports.
+    @inline(__always)
     func topicHandle(_ name: String) -> OpaquePointer? {
-        topicHandles.withLock { handles in
-            if let existing = handles[name] { return existing }
-            guard let created = rd_kafka_topic_new(handle, name, nil) else { return nil }
-            handles[name] = created
-            return created
+        let bits = lastTopic.load(ordering: .acquiring)
+        if bits != 0 {
+            // Unretained: `topics` owns every RDKafkaTopic until deinit, and deinit cannot run during this call.
+            let handle = Unmanaged<RDKafkaTopic>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!)
+                ._withUnsafeGuaranteedRef { $0.name == name ? $0.handle : nil }
+            if let handle { return handle }
+        }
+        return cachedTopicHandle(name)
+    }
+
+    private func cachedTopicHandle(_ name: String) -> OpaquePointer? {
+        topics.withLock { topics in
+            let topic: RDKafkaTopic
+            if let existing = topics[name] {
+                topic = existing
+            } else {
+                // A copy with storage of its own: delivery reports retain and release it on the poll thread, and
+                // sharing the caller's storage would bounce its reference count between threads per message.
+                let label = RDKafkaTopicName(String(decoding: Array(name.utf8), as: UTF8.self))
+                // The default topic configuration (acks, partitioner, timeouts set on the client) plus the opaque;
+                // librdkafka takes ownership of the configuration, on failure too.
+                guard let conf = rd_kafka_default_topic_conf_dup(handle) else { return nil }
+                rd_kafka_topic_conf_set_opaque(conf, Unmanaged.passUnretained(label).toOpaque())
+                guard let created = rd_kafka_topic_new(handle, name, conf) else { return nil }
+                topic = RDKafkaTopic(handle: created, name: name, label: label)
+                topics[name] = topic
+            }
+            lastTopic.store(UInt(bitPattern: Unmanaged.passUnretained(topic).toOpaque()), ordering: .releasing)
+            return topic.handle
         }
     }
 
     deinit {
         let teardown = Teardown(
-            handle: handle, consumerQueue: consumerQueue, topics: topicHandles.withLock { Array($0.values) },
+            handle: handle, consumerQueue: consumerQueue, topics: topics.withLock { Array($0.values) },
             context: context)
         // rd_kafka_destroy joins librdkafka's threads and can take a while: never on the cooperative pool.
         DispatchQueue.global().async { teardown.run() }
@@ -72,15 +102,50 @@ final class RDKafkaClient: @unchecked Sendable {
     private struct Teardown: @unchecked Sendable {
         let handle: OpaquePointer
         let consumerQueue: OpaquePointer?
-        let topics: [OpaquePointer]
+        let topics: [RDKafkaTopic]
         let context: RDKafkaClientContext
 
         func run() {
-            for topic in topics { rd_kafka_topic_destroy(topic) }
+            for topic in topics { rd_kafka_topic_destroy(topic.handle) }
             if let consumerQueue { rd_kafka_queue_destroy(consumerQueue) }
             rd_kafka_destroy(handle)
-            // The callbacks' context must outlive rd_kafka_destroy: librdkafka may log until it returns.
-            withExtendedLifetime(context) {}
+            // The callbacks' context and the topics' names (their opaques) must outlive rd_kafka_destroy: librdkafka
+            // may log until it returns.
+            withExtendedLifetime((context, topics)) {}
         }
+    }
+}
+
+/// A producer's topic handle, its name as first asked for (usually the caller's own string, so comparing is cheap)
+/// and the name its librdkafka opaque points to.
+///
+/// `@unchecked Sendable`: every field is immutable; librdkafka's topic handles may be used from any thread, and the
+/// handle is destroyed only in the client's teardown, when no other reference to the client exists.
+final class RDKafkaTopic: @unchecked Sendable {
+    let handle: OpaquePointer
+    let name: String
+    let label: RDKafkaTopicName
+
+    init(handle: OpaquePointer, name: String, label: RDKafkaTopicName) {
+        self.handle = handle
+        self.name = name
+        self.label = label
+    }
+}
+
+/// A topic name that a librdkafka topic handle carries as its opaque (unretained; the client keeps it alive until
+/// after `rd_kafka_destroy`), so a delivery report gets its topic as a Swift `String` without a lookup or a copy.
+final class RDKafkaTopicName: Sendable {
+    let value: String
+
+    init(_ value: String) { self.value = value }
+
+    /// The name of a topic handle: from its opaque when Sluice created the handle, else from librdkafka.
+    static func of(_ rkt: OpaquePointer?) -> String {
+        guard let rkt else { return "" }
+        if let opaque = rd_kafka_topic_opaque(rkt) {
+            return Unmanaged<RDKafkaTopicName>.fromOpaque(opaque)._withUnsafeGuaranteedRef { $0.value }
+        }
+        return rd_kafka_topic_name(rkt).map { String(cString: $0) } ?? ""
     }
 }

@@ -13,17 +13,21 @@ final class RDKafkaClientContext: Sendable {
     let onRebalance: (@Sendable (OpaquePointer, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) -> Void)?
     /// Called with the result of asynchronous commits (on the poll thread).
     let onCommit: (@Sendable (rd_kafka_resp_err_t, [KafkaTopicPartitionOffset]) -> Void)?
+    /// For producers: the delivery handlers of the messages in flight, found by each message's opaque.
+    let deliveryHandlers: DeliveryHandlerTable?
 
     init(
         logger: Logger,
         onError: @escaping @Sendable (KafkaError) -> Void,
         onRebalance: (@Sendable (OpaquePointer, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) -> Void)? = nil,
-        onCommit: (@Sendable (rd_kafka_resp_err_t, [KafkaTopicPartitionOffset]) -> Void)? = nil
+        onCommit: (@Sendable (rd_kafka_resp_err_t, [KafkaTopicPartitionOffset]) -> Void)? = nil,
+        deliveryHandlers: DeliveryHandlerTable? = nil
     ) {
         self.logger = logger
         self.onError = onError
         self.onRebalance = onRebalance
         self.onCommit = onCommit
+        self.deliveryHandlers = deliveryHandlers
     }
 
     static func from(_ rk: OpaquePointer?) -> RDKafkaClientContext? {
@@ -95,6 +99,6 @@ extension RDKafkaClientContext {
         rd_kafka_conf_set_error_cb(conf, errorCallback)
         if onRebalance != nil { rd_kafka_conf_set_rebalance_cb(conf, rebalanceCallback) }
         if onCommit != nil { rd_kafka_conf_set_offset_commit_cb(conf, offsetCommitCallback) }
-        if deliveryReports { rd_kafka_conf_set_dr_msg_cb(conf, deliveryReportCallback) }
+        if deliveryReports && deliveryHandlers != nil { rd_kafka_conf_set_dr_msg_cb(conf, deliveryReportCallback) }
     }
 }
