@@ -151,8 +151,12 @@ let package = Package(
             name: "sluice-bench",
             dependencies: [
                 "SluiceKafka", "SluiceBenchBaseline", "SluiceStreams", "SluiceKafkaStreams", "SluiceActors", "SluiceSharding",
+                "SluiceSidecar", "SluiceConnectors", "SluiceConnectorConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: strictSwiftSettings
         ),
@@ -179,6 +183,7 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strictSwiftSettings
         ),
