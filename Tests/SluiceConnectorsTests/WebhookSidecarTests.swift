@@ -231,3 +231,47 @@ import Testing
         }
     }
 }
+
+@Suite struct SlowApplicationTests {
+    @Test func aStalledAppPausesThePartitionsAndKeepsMemoryBounded() async throws {
+        try await withTestTopic(partitions: 2, prefix: "slowapp") { topic in
+            let gate = TestGate()
+            let app = TestApplication { _ in
+                await gate.wait()
+                return (200, "")
+            }
+            let url = try await app.start()
+            defer { app.stop() }
+            let sidecar = try await SidecarHarness.start("""
+                kafka:
+                  default: { bootstrap: "${SLUICE_BOOTSTRAP}" }
+                server: { listen: "127.0.0.1:0" }
+                connectors:
+                  - name: slow
+                    source: { topics: [\(topic)], properties: { session.timeout.ms: "6000", heartbeat.interval.ms: "500" } }
+                    sink: { http: { url: "\(url)", concurrency: 4 } }
+                    delivery: { max_in_flight_per_partition: 20, commit_interval: 100ms }
+                """)
+            try await produceWithKcat(topic: topic, keys: 20, perKey: 25)
+            let connector = try #require(sidecar.sidecar.connector(named: "slow"))
+            // Deliveries are stuck in the app: the connector stops at its in-flight bound and pauses the partitions.
+            // (A partition at its in-flight limit is paused; the others stop being read once the stage buffers are
+            // full, and would be paused by the consumer's stall policy once its own bounded buffer filled.)
+            try await Eventually.require(timeout: .seconds(60), "a partition reaches its in-flight bound and is paused") {
+                let rendered = sidecar.sidecar.metrics.render()
+                return rendered.contains("sluice_paused_partitions{connector=\"slow\"} 1")
+                    || rendered.contains("sluice_paused_partitions{connector=\"slow\"} 2")
+            }
+            #expect(connector.status.inFlight <= 2 * 20, "in flight: \(connector.status.inFlight)")
+            let consumed = sidecar.metric("sluice_messages_consumed_total", connector: "slow")
+            #expect(consumed <= 2 * 20 + 4, "\(consumed) of 500 messages were taken in while the app was stalled")
+            #expect(app.requestCount <= 4, "at most `concurrency` requests at once")
+            gate.open()
+            try await Eventually.require(timeout: .seconds(90), "everything is delivered once the app recovers") {
+                Set(app.accepted.map { "\($0.partition)/\($0.offset)" }).count == 500
+            }
+            for (key, sequences) in app.acceptedSequencesByKey { #expect(sequences == Array(0..<25), "\(key)") }
+            try await sidecar.stop()
+        }
+    }
+}
