@@ -27,8 +27,11 @@ enum ConnectorReader {
                 processors.append(processor)
             }
         }
-        if processors.filter({ if case .aggregate = $0 { true } else { false } }).count > 1 {
+        let aggregatePositions = processors.indices.filter { if case .aggregate = processors[$0] { true } else { false } }
+        if aggregatePositions.count > 1 {
             reader.report("processors", "'\(reader.child("processors"))': at most one aggregate processor per connector")
+        } else if let position = aggregatePositions.first, position != processors.count - 1 {
+            reader.report("processors", "'\(reader.child("processors"))': the aggregate processor must come last (its output is the window results; put per-record processors before it)")
         }
         let sink = readOneOf(reader, key: "sink", types: sinkTypes) { type, node, path in
             readSink(type: type, node: node, path: path, diagnostics: diagnostics, environment: environment, defaultCluster: cluster)
@@ -177,8 +180,15 @@ enum ConnectorReader {
             }
         }
         var set: [(String, JSONValue)] = []
-        for entry in reader.stringMap("set") ?? [] {
-            set.append((entry.name, JSONValue.parse(Array(entry.value.utf8)) ?? .string(entry.value)))
+        if let setReader = reader.mapping("set") {
+            for name in setReader.keys {
+                guard let node = setReader.value(name), case .scalar(let text, let isQuoted) = node.kind else {
+                    reader.diagnostics.report(setReader.node.location, "'\(setReader.child(name))' must be a string, number, boolean or null")
+                    continue
+                }
+                // Quoted values are strings; plain ones are read as JSON scalars (42, true, null) when they are.
+                set.append((name, isQuoted ? .string(text) : (JSONValue.parse(Array(text.utf8)) ?? .string(text))))
+            }
         }
         var drop: [JSONPath] = []
         for node in reader.sequence("drop") ?? [] {

@@ -14,13 +14,20 @@ public struct KafkaClientConfiguration: Sendable {
     public var security: KafkaSecurity = .plaintext
     /// Debug contexts for librdkafka's own logs (`broker`, `cgrp`, `topic`, `msg`, `all`...). Default: none.
     public var debugContexts: [String] = []
-    /// Raw librdkafka properties, applied before the typed settings.
+    /// Raw librdkafka properties: they override the typed settings (except the consumer's offset-commit
+    /// settings, which at-least-once delivery depends on).
     /// An unknown name or an invalid value fails client creation with librdkafka's message naming the property.
     public var properties: [String: String] = [:]
 
     /// Creates client settings for the given bootstrap servers.
     public init(bootstrapServers: [String]) {
         self.bootstrapServers = bootstrapServers
+    }
+
+    /// The raw properties again, to be applied after the typed settings of a producer or consumer so that they
+    /// win (librdkafka keeps the last value set), except `protected` ones.
+    func overridingProperties(except protected: Set<String>) -> [(String, String)] {
+        properties.sorted { $0.key < $1.key }.filter { !protected.contains($0.key) }.map { ($0.key, $0.value) }
     }
 
     /// The librdkafka properties these settings stand for.

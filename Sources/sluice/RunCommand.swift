@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import SluiceConnectorConfig
+import SluiceConnectors
 import SluiceKafka
 import SluiceSidecar
 import Synchronization
@@ -73,6 +74,12 @@ struct RunCommand: AsyncParsableCommand {
             return
         }
         try await sidecar.run(handleSignals: false)
+        let halted = sidecar.connectors.filter { $0.status.state == .halted }
+        guard halted.isEmpty else {
+            // Not a clean stop: let the supervisor (systemd's Restart=on-failure, Kubernetes) see it.
+            logger.error("stopped with halted connector(s): \(halted.map(\.configuration.name).joined(separator: ", ")); exit status 3")
+            throw ExitCode(3)
+        }
         logger.info("stopped cleanly")
     }
 }

@@ -107,14 +107,17 @@ extension ConnectorRuntime {
         stateJoined()
     }
 
+    /// The entity key that orders a message's processing. A message without one (no key, header or field) is
+    /// ordered with nothing else: Kafka gives keyless messages no order either, so they run in parallel.
     static func key(of message: KafkaConsumerMessage, selector: KeySelector) -> String {
+        let selected: String?
         switch selector {
-        case .messageKey: return message.keyString ?? ""
-        case .header(let name): return message.headers.last { $0.name == name }?.stringValue ?? ""
+        case .messageKey: selected = message.keyString
+        case .header(let name): selected = message.headers.last { $0.name == name }?.stringValue
         case .jsonField(let path):
-            guard let value = message.value, let json = JSONValue.parse(value) else { return "" }
-            return path.value(in: json)?.keyText ?? ""
+            selected = message.value.flatMap { JSONValue.parse($0) }.flatMap { path.value(in: $0) }?.keyText
         }
+        return selected ?? "\u{0}\(message.partition)/\(message.offset)"
     }
 
     // MARK: Failures

@@ -87,6 +87,10 @@ public struct KafkaConsumerConfiguration: Sendable {
             ("queued.min.messages", String(minPrefetchMessages)),
             ("fetch.queue.backoff.ms", String(fetchQueueBackoff.milliseconds)),
             ("fetch.wait.max.ms", String(fetchWaitMax.milliseconds)),
-        ]
+        ] + client.overridingProperties(except: Self.commitSafetyProperties)
     }
+
+    /// Raw properties may override every typed setting but these: Sluice's at-least-once guarantee depends on
+    /// committing and storing offsets itself.
+    static let commitSafetyProperties: Set<String> = ["enable.auto.commit", "enable.auto.offset.store", "group.id"]
 }

@@ -48,6 +48,6 @@ public struct KafkaProducerConfiguration: Sendable {
             ("acks", acks),
             ("allow.auto.create.topics", allowsAutoCreateTopics ? "true" : "false"),
             ("topic.metadata.propagation.max.ms", String(unknownTopicTimeout.milliseconds)),
-        ]
+        ] + client.overridingProperties(except: [])
     }
 }
