@@ -25,7 +25,7 @@ import Testing
             process.executableURL = URL(fileURLWithPath: LifecycleTests.binary)
             process.arguments = arguments
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-            FileManager.default.createFile(atPath: log, contents: nil)
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
             let handle = FileHandle(forWritingAtPath: log)
             process.standardOutput = handle
             process.standardError = handle
