@@ -75,8 +75,10 @@ public struct TestSupportError: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
-enum FreePort {
-    static func find() throws -> Int {
+/// Free loopback ports, for servers a test starts itself.
+public enum FreePort {
+    /// A loopback port nothing listens on right now.
+    public static func find() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestSupportError("socket() failed") }
         defer { close(fd) }

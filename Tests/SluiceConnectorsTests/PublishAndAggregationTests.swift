@@ -93,7 +93,7 @@ import Testing
                 """)
             // Clicks over four minutes of event time, slightly out of order (within the grace), for 6 users.
             let base: Int64 = 1_800_000_000_000 - (1_800_000_000_000 % 60_000)
-            var generator = SplitMix(seed: 42)
+            var generator = SeededGenerator(seed: 42)
             var expected: [String: Int] = [:]
             let producer = try KafkaProducer(configuration: try await makeTestProducerConfiguration())
             var clock: Int64 = 0
@@ -135,19 +135,6 @@ import Testing
             await consumer.close()
             try await sidecar.stop()
         }
-    }
-}
-
-/// A deterministic pseudo-random sequence (SplitMix64), so the test's input is the same every run.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

@@ -1,4 +1,5 @@
 @testable import SluiceKafkaStreams
+import SluiceTesting
 import Testing
 
 /// The offset tracker against a simple reference model, over thousands of seeded random acknowledgement orders.
@@ -16,22 +17,10 @@ struct OffsetTrackerTests {
         }
     }
 
-    /// A small, seeded, reproducible generator (SplitMix64).
-    struct SeededGenerator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     @Test("5,000 random cases: registrations with gaps, acknowledgements in random order, duplicates and unknown offsets")
     func randomizedAgainstModel() {
         for seed in UInt64(1)...5000 {
-            var random = SeededGenerator(state: seed)
+            var random = SeededGenerator(seed: seed)
             var tracker = OffsetTracker()
             var model = ReferenceModel()
             var nextOffset = Int64.random(in: 0...1000, using: &random)
