@@ -128,7 +128,9 @@ enum PublishAPI {
         }
         var timestamp: Int64?
         if let timestampValue = members["timestamp"] {
-            guard case .number(let number) = timestampValue else { throw BadRequest(message: "\(position).timestamp must be milliseconds since the epoch") }
+            guard case .number(let number) = timestampValue, number >= 0, number < 1e15, number == number.rounded() else {
+                throw BadRequest(message: "\(position).timestamp must be whole milliseconds since the epoch")
+            }
             timestamp = Int64(number)
         }
         return KafkaProducerMessage(topic: topic, partition: partition, key: key, value: value, headers: headers, timestampMilliseconds: timestamp)

@@ -91,7 +91,11 @@ import Testing
         #expect(try Self.single(#"{"value": 1, "partition": 999999}"#).partition == 999_999)
         #expect(try Self.single(#"{"value": 1, "partition": 2.0}"#).partition == 2)
         #expect(try Self.single(#"{"value": 1, "timestamp": 0}"#).timestampMilliseconds == 0)
-        #expect(try Self.single(#"{"value": 1, "timestamp": 1700000000000.9}"#).timestampMilliseconds == 1_700_000_000_000)
+        #expect(try Self.single(#"{"value": 1, "timestamp": 1700000000000}"#).timestampMilliseconds == 1_700_000_000_000)
+        // Fractions, negatives and values past Int64's range are refused, not truncated or trapped on.
+        for bad in [#"{"value": 1, "timestamp": 1700000000000.9}"#, #"{"value": 1, "timestamp": -1}"#, #"{"value": 1, "timestamp": 1e19}"#] {
+            #expect(throws: (any Error).self) { try Self.single(bad) }
+        }
     }
 
     @Test func theTopicComesFromThePath() throws {
@@ -151,8 +155,8 @@ import Testing
         .init(body: #"{"value": 1, "partition": 1000000}"#, message: "body.partition must be a non-negative whole number"),
         .init(body: #"{"value": 1, "partition": null}"#, message: "body.partition must be a non-negative whole number"),
         .init(body: #"{"messages": [{"value": 1, "partition": -2}]}"#, message: "messages[0].partition must be a non-negative whole number"),
-        .init(body: #"{"value": 1, "timestamp": "now"}"#, message: "body.timestamp must be milliseconds since the epoch"),
-        .init(body: #"{"value": 1, "timestamp": null}"#, message: "body.timestamp must be milliseconds since the epoch"),
+        .init(body: #"{"value": 1, "timestamp": "now"}"#, message: "body.timestamp must be whole milliseconds since the epoch"),
+        .init(body: #"{"value": 1, "timestamp": null}"#, message: "body.timestamp must be whole milliseconds since the epoch"),
     ]
 
     @Test(arguments: badRequests)

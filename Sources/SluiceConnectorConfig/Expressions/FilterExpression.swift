@@ -326,8 +326,11 @@ private struct ExpressionParser {
             } else if character.isNumber || (character == "-" && index + 1 < characters.count && characters[index + 1].isNumber) {
                 var text = String(character)
                 index += 1
-                while index < characters.count, characters[index].isNumber || characters[index] == "." || characters[index] == "e" {
-                    text.append(characters[index])
+                while index < characters.count {
+                    let c = characters[index]
+                    let isExponentSign = (c == "-" || c == "+") && (text.last == "e" || text.last == "E")
+                    guard c.isNumber || c == "." || c == "e" || c == "E" || isExponentSign else { break }
+                    text.append(c)
                     index += 1
                 }
                 guard Double(text) != nil else { throw FilterExpression.SyntaxError(message: "bad number '\(text)'", position: start) }

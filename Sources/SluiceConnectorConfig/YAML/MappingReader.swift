@@ -248,7 +248,10 @@ public enum DurationParser {
             case "d": scale = 86400
             default: return false
             }
-            total += Duration.milliseconds(Int64((amount * scale * 1000).rounded()))
+            let milliseconds = (amount * scale * 1000).rounded()
+            // Longer than a century is a typo, and would not fit in a Duration's milliseconds anyway.
+            guard milliseconds.isFinite, milliseconds <= 100 * 365 * 86_400_000 else { return false }
+            total += Duration.milliseconds(Int64(milliseconds))
             digits = ""
             unit = ""
             return true

@@ -23,7 +23,7 @@ public struct RetryPolicy: Sendable {
     /// The wait after failed attempt number `attempt` (1-based): initial × 2^(attempt-1), capped, with up to
     /// `jitter` of it randomized downwards so that retries of many records spread out.
     public func backoff(afterAttempt attempt: Int, randomUnit: Double = Double.random(in: 0..<1)) -> Duration {
-        let base = initialBackoff * Int(1 << min(max(attempt - 1, 0), 30))
+        let base = initialBackoff * Int(1 << min(max(attempt, 1) - 1, 30))
         let capped = min(base, maxBackoff)
         return capped * (1 - jitter * randomUnit)
     }

@@ -8,6 +8,12 @@ public final class MetricsRegistry: Sendable {
         var name: String
         var labels: [Label]
 
+        /// Labels are kept sorted by name, so the order a caller lists them in does not make a second series.
+        init(name: String, labels: [Label]) {
+            self.name = name
+            self.labels = labels.sorted { $0.name < $1.name }
+        }
+
         static func < (a: SeriesKey, b: SeriesKey) -> Bool {
             (a.name, a.labels.map(\.rendered).joined(separator: ",")) < (b.name, b.labels.map(\.rendered).joined(separator: ","))
         }
@@ -99,7 +105,7 @@ public final class MetricsRegistry: Sendable {
             func header(_ name: String, _ fallback: Kind) {
                 guard described.insert(name).inserted else { return }
                 let (kind, help) = state.help[name] ?? (fallback, name)
-                lines.append("# HELP \(name) \(help)")
+                lines.append("# HELP \(name) \(help.replacing("\\", with: "\\\\").replacing("\n", with: "\\n"))")
                 lines.append("# TYPE \(name) \(kind.rawValue)")
             }
             func series(_ key: SeriesKey, suffix: String = "", extra: [Label] = []) -> String {

@@ -118,8 +118,14 @@ public struct WindowAggregator<Ack: Sendable>: Sendable {
     public mutating func closeIdle(now: ContinuousClock.Instant = .now) -> [WindowResult] {
         var results: [WindowResult] = []
         for (partition, last) in lastActivity where last + configuration.idleClose <= now {
-            results += close(partition) { _ in true }
+            let closed = close(partition) { _ in true }
+            results += closed
             lastActivity[partition] = nil
+            // Records for the windows just closed are late from now on: move stream time past their end + grace,
+            // so they are never folded into a second, partial copy of a window already emitted.
+            if let lastEnd = closed.map(\.windowEnd).max() {
+                streamTime[partition] = Swift.max(streamTime[partition] ?? lastEnd, lastEnd + graceMilliseconds)
+            }
         }
         return results
     }
