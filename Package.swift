@@ -198,6 +198,11 @@ let package = Package(
             swiftSettings: strictSwiftSettings
         ),
         .testTarget(
+            name: "SluicePersistenceTests",
+            dependencies: ["SluicePersistence", "SluiceActors", "SluiceTesting"],
+            swiftSettings: strictSwiftSettings
+        ),
+        .testTarget(
             name: "SluiceKafkaTests",
             dependencies: ["SluiceKafka", "SluiceTesting", "CRDKafka"],
             swiftSettings: strictSwiftSettings
