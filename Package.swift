@@ -103,6 +103,12 @@ let package = Package(
             dependencies: ["CSQLite", "SluiceActors", .product(name: "DequeModule", package: "swift-collections")],
             swiftSettings: strictSwiftSettings
         ),
+        // Test helper: appends to a SQLite journal and prints each acknowledged sequence number until killed.
+        .executableTarget(
+            name: "sluice-persistence-crash-helper",
+            dependencies: ["SluicePersistence"],
+            swiftSettings: strictSwiftSettings
+        ),
         // Connector configuration: YAML files to typed, validated connector definitions (no network).
         .target(
             name: "SluiceConnectorConfig",
