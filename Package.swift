@@ -37,6 +37,7 @@ let package = Package(
         .library(name: "SluiceKafkaStreams", targets: ["SluiceKafkaStreams"]),
         .library(name: "SluiceActors", targets: ["SluiceActors"]),
         .library(name: "SluiceSharding", targets: ["SluiceSharding"]),
+        .library(name: "SluicePersistence", targets: ["SluicePersistence"]),
         .executable(name: "sluice", targets: ["sluice"]),
         .executable(name: "sluice-bench", targets: ["sluice-bench"]),
     ],
@@ -91,6 +92,21 @@ let package = Package(
         .target(
             name: "SluiceSharding",
             dependencies: ["SluiceActors", "SluiceKafka", "SluiceKafkaStreams", "SluiceStreams"],
+            swiftSettings: strictSwiftSettings
+        ),
+        // The system SQLite library (libsqlite3-dev, installed by scripts/setup): no SQLite build of our own, so a
+        // first build stays fast.
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", providers: [.apt(["libsqlite3-dev"])]),
+        // Persistence: event-sourced entities, the journal protocol and the embedded SQLite journal.
+        .target(
+            name: "SluicePersistence",
+            dependencies: ["CSQLite", "SluiceActors", .product(name: "DequeModule", package: "swift-collections")],
+            swiftSettings: strictSwiftSettings
+        ),
+        // Test helper: appends to a SQLite journal and prints each acknowledged sequence number until killed.
+        .executableTarget(
+            name: "sluice-persistence-crash-helper",
+            dependencies: ["SluicePersistence"],
             swiftSettings: strictSwiftSettings
         ),
         // Connector configuration: YAML files to typed, validated connector definitions (no network).
@@ -187,6 +203,11 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Yams", package: "Yams"),
             ],
+            swiftSettings: strictSwiftSettings
+        ),
+        .testTarget(
+            name: "SluicePersistenceTests",
+            dependencies: ["SluicePersistence", "SluiceActors", "SluiceTesting"],
             swiftSettings: strictSwiftSettings
         ),
         .testTarget(

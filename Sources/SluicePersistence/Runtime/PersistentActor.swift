@@ -1,0 +1,38 @@
+public import SluiceActors
+
+/// A message to a persistent entity running as an actor: the command, the input offset it came from (if any), and
+/// where to send the reply (if anyone waits for one).
+public struct EntityEnvelope<Command: Sendable, Reply: Sendable>: Sendable {
+    public var command: Command
+    public var inputOffset: InputOffset?
+    public var replyTo: ActorRef<Reply>?
+
+    public init(_ command: Command, inputOffset: InputOffset? = nil, replyTo: ActorRef<Reply>? = nil) {
+        self.command = command
+        self.inputOffset = inputOffset
+        self.replyTo = replyTo
+    }
+}
+
+extension EventSourcedBehavior {
+    /// This entity as an actor behaviour (for ``ActorSystem/spawn(_:name:mailboxCapacity:)`` or a shard region).
+    ///
+    /// The actor recovers in its setup, before its first message; a recovery failure is a setup failure, handled by
+    /// the actor's supervision. Each message is handled by a ``PersistentEntity``: when the handler returns, the
+    /// events are durable and applied and the reply was sent, so a ``ActorRef/send(_:onProcessed:)`` receipt of
+    /// ``MessageOutcome/processed`` means the input may be acknowledged. A failed journal write throws: the receipt
+    /// is ``MessageOutcome/failed(_:)`` (the input is not acknowledged) and supervision decides: stop (the default),
+    /// or restart, which recovers a fresh entity from the journal. The actor stops when an effect says so.
+    public func actorBehavior(journal: any Journal) -> Behavior<EntityEnvelope<Command, Reply>> {
+        let behavior = self
+        return Behaviors.setup { _ in
+            let entity = PersistentEntity(behavior, journal: journal)
+            try await entity.recover()
+            return Behaviors.receiveMessage { envelope in
+                let result = try await entity.handle(envelope.command, inputOffset: envelope.inputOffset)
+                if let reply = result.reply { envelope.replyTo?.tell(reply) }
+                return result.stopped ? .stopped : .same
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+import CSQLite
+
+/// A failed SQLite call: SQLite's extended result code and message.
+struct SQLiteFailure: Error, CustomStringConvertible {
+    var code: Int32
+    var message: String
+    var description: String { "SQLite error \(code): \(message)" }
+}
+
+/// One SQLite connection. Not thread-safe: the journal uses it only from its writer thread (opened with
+/// `SQLITE_OPEN_NOMUTEX`, SQLite's multi-thread mode, which requires exactly that).
+final class SQLiteDatabase {
+    let handle: OpaquePointer
+    private var statements: [String: SQLiteStatement] = [:]
+
+    init(path: String) throws(SQLiteFailure) {
+        var handle: OpaquePointer?
+        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
+        let status = sqlite3_open_v2(path, &handle, flags, nil)
+        guard status == SQLITE_OK, let handle else {
+            let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
+            sqlite3_close_v2(handle)
+            throw SQLiteFailure(code: status, message: "cannot open \(path): \(message)")
+        }
+        sqlite3_extended_result_codes(handle, 1)
+        self.handle = handle
+    }
+
+    /// Runs SQL without results (several statements allowed).
+    func execute(_ sql: String) throws(SQLiteFailure) {
+        var error: UnsafeMutablePointer<CChar>?
+        let status = sqlite3_exec(handle, sql, nil, nil, &error)
+        if status != SQLITE_OK {
+            let message = error.map { String(cString: $0) } ?? lastMessage
+            sqlite3_free(error)
+            throw SQLiteFailure(code: status, message: message)
+        }
+    }
+
+    /// The single value of a one-row query (a pragma).
+    func scalarText(_ sql: String) throws(SQLiteFailure) -> String? {
+        let statement = try prepared(sql)
+        defer { statement.reset() }
+        return try statement.step() ? statement.text(0) : nil
+    }
+
+    /// A prepared statement for `sql`, cached for the connection's life; reset it after use.
+    func prepared(_ sql: String) throws(SQLiteFailure) -> SQLiteStatement {
+        if let statement = statements[sql] { return statement }
+        var raw: OpaquePointer?
+        let status = sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &raw, nil)
+        guard status == SQLITE_OK, let raw else {
+            throw SQLiteFailure(code: status, message: "\(lastMessage) in: \(sql)")
+        }
+        let statement = SQLiteStatement(handle: raw, database: handle)
+        statements[sql] = statement
+        return statement
+    }
+
+    var lastMessage: String { String(cString: sqlite3_errmsg(handle)) }
+
+    /// Finalizes every statement and closes the connection (a WAL checkpoint runs if this is the last one).
+    func close() {
+        for statement in statements.values { statement.finalize() }
+        statements = [:]
+        sqlite3_close_v2(handle)
+    }
+}
+
+/// A prepared statement of a ``SQLiteDatabase``; same threading rule.
+final class SQLiteStatement {
+    private let handle: OpaquePointer
+    private let database: OpaquePointer
+
+    init(handle: OpaquePointer, database: OpaquePointer) {
+        self.handle = handle
+        self.database = database
+    }
+
+    func finalize() { sqlite3_finalize(handle) }
+
+    /// Resets the statement for its next use and clears its bindings.
+    func reset() {
+        sqlite3_reset(handle)
+        sqlite3_clear_bindings(handle)
+    }
+
+    func bind(_ index: Int32, _ value: Int64) throws(SQLiteFailure) {
+        try check(sqlite3_bind_int64(handle, index, value))
+    }
+
+    func bind(_ index: Int32, _ value: String) throws(SQLiteFailure) {
+        try check(sqlite3_bind_text(handle, index, value, -1, csqlite_transient()))
+    }
+
+    func bind(_ index: Int32, _ value: [UInt8]) throws(SQLiteFailure) {
+        // An empty buffer's base address may be nil, which SQLite would store as NULL: bind an empty blob instead.
+        let status = value.withUnsafeBytes { bytes in
+            if let base = bytes.baseAddress, bytes.count > 0 {
+                sqlite3_bind_blob(handle, index, base, Int32(bytes.count), csqlite_transient())
+            } else {
+                sqlite3_bind_zeroblob(handle, index, 0)
+            }
+        }
+        try check(status)
+    }
+
+    /// Steps once: `true` when a row is available, `false` when done.
+    func step() throws(SQLiteFailure) -> Bool {
+        let status = sqlite3_step(handle)
+        switch status {
+        case SQLITE_ROW: return true
+        case SQLITE_DONE: return false
+        default: throw SQLiteFailure(code: status, message: String(cString: sqlite3_errmsg(database)))
+        }
+    }
+
+    /// Steps to completion (a statement without results).
+    func run() throws(SQLiteFailure) {
+        defer { reset() }
+        while try step() {}
+    }
+
+    func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
+
+    func isNull(_ column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
+
+    func text(_ column: Int32) -> String {
+        guard let text = sqlite3_column_text(handle, column) else { return "" }
+        return String(cString: text)
+    }
+
+    func blob(_ column: Int32) -> [UInt8] {
+        // SQLite's documented order: the pointer first, then the size.
+        let base = sqlite3_column_blob(handle, column)
+        let count = Int(sqlite3_column_bytes(handle, column))
+        guard count > 0, let base else { return [] }
+        return Array(UnsafeRawBufferPointer(start: base, count: count))
+    }
+
+    private func check(_ status: Int32) throws(SQLiteFailure) {
+        if status != SQLITE_OK { throw SQLiteFailure(code: status, message: String(cString: sqlite3_errmsg(database))) }
+    }
+}

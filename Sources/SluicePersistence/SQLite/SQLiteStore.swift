@@ -1,0 +1,338 @@
+import CSQLite
+import Synchronization
+
+/// The journal's tables and queries on one connection. Confined to the writer thread (see ``SQLiteWriter``).
+///
+/// Schema (version 1, in `PRAGMA user_version`):
+/// - `events(entity_type, entity_id, sequence_nr, manifest, version, payload, checksum)`, keyed by the first three;
+/// - `snapshots(entity_type, entity_id, sequence_nr, manifest, version, payload, checksum)`, the latest per entity;
+/// - `input_offsets(entity_type, entity_id, topic, partition_nr, offset_nr)`, the highest applied per partition.
+///
+/// `checksum` is a 64-bit FNV-1a hash of the sequence number, version, manifest and payload: a damaged row is
+/// reported as corrupt instead of being decoded into wrong state.
+final class SQLiteStore {
+    static let schemaVersion = 1
+
+    let database: SQLiteDatabase
+    let journalName: String
+    /// Counts events read (for tests and recovery measurements).
+    let counters: SQLiteCounters
+
+    init(database: SQLiteDatabase, journalName: String, counters: SQLiteCounters) {
+        self.database = database
+        self.journalName = journalName
+        self.counters = counters
+    }
+
+    /// Whether no transaction is open (SQLite rolled it back, or none began).
+    var isAutocommit: Bool { sqlite3_get_autocommit(database.handle) != 0 }
+
+    func close() { database.close() }
+
+    // MARK: Opening
+
+    /// Opens (creating if needed) the journal file in WAL mode with the given `synchronous` level.
+    static func open(path: String, synchronous: String, journalName: String, counters: SQLiteCounters)
+        throws(PersistenceError) -> SQLiteStore
+    {
+        do {
+            let database = try SQLiteDatabase(path: path)
+            do {
+                try database.execute("PRAGMA busy_timeout = 5000")
+                let mode = try database.scalarText("PRAGMA journal_mode = WAL")
+                guard mode?.lowercased() == "wal" else {
+                    throw SQLiteFailure(
+                        code: SQLITE_ERROR,
+                        message: "WAL mode is not available for \(path) (journal_mode is \(mode ?? "unknown")); "
+                            + "put the journal on a local file system")
+                }
+                try database.execute("PRAGMA synchronous = \(synchronous)")
+                let version = Int(try database.scalarText("PRAGMA user_version") ?? "0") ?? 0
+                guard version <= schemaVersion else {
+                    throw SQLiteFailure(
+                        code: SQLITE_ERROR,
+                        message: "\(path) has journal schema version \(version), newer than this Sluice's "
+                            + "\(schemaVersion): run a newer Sluice")
+                }
+                if version < schemaVersion {
+                    try database.execute(
+                        """
+                        BEGIN IMMEDIATE;
+                        CREATE TABLE IF NOT EXISTS events (
+                            entity_type TEXT NOT NULL, entity_id TEXT NOT NULL, sequence_nr INTEGER NOT NULL,
+                            manifest TEXT NOT NULL, version INTEGER NOT NULL, payload BLOB NOT NULL,
+                            checksum INTEGER NOT NULL,
+                            PRIMARY KEY (entity_type, entity_id, sequence_nr)) WITHOUT ROWID;
+                        CREATE TABLE IF NOT EXISTS snapshots (
+                            entity_type TEXT NOT NULL, entity_id TEXT NOT NULL, sequence_nr INTEGER NOT NULL,
+                            manifest TEXT NOT NULL, version INTEGER NOT NULL, payload BLOB NOT NULL,
+                            checksum INTEGER NOT NULL,
+                            PRIMARY KEY (entity_type, entity_id)) WITHOUT ROWID;
+                        CREATE TABLE IF NOT EXISTS input_offsets (
+                            entity_type TEXT NOT NULL, entity_id TEXT NOT NULL, topic TEXT NOT NULL,
+                            partition_nr INTEGER NOT NULL, offset_nr INTEGER NOT NULL,
+                            PRIMARY KEY (entity_type, entity_id, topic, partition_nr)) WITHOUT ROWID;
+                        PRAGMA user_version = \(schemaVersion);
+                        COMMIT;
+                        """)
+                }
+            } catch {
+                database.close()
+                throw error
+            }
+            return SQLiteStore(database: database, journalName: journalName, counters: counters)
+        } catch {
+            throw PersistenceError(
+                .storageFailure, journal: journalName, message: "cannot open the journal: \(error)")
+        }
+    }
+
+    // MARK: Events
+
+    func highestSequenceNumber(of id: PersistenceID) throws(PersistenceError) -> Int64 {
+        try storage(id, nil) { () throws(SQLiteFailure) -> Int64 in
+            let statement = try database.prepared(
+                "SELECT max(sequence_nr) FROM events WHERE entity_type = ?1 AND entity_id = ?2")
+            defer { statement.reset() }
+            try statement.bind(1, id.entityType)
+            try statement.bind(2, id.entityID)
+            guard try statement.step(), !statement.isNull(0) else { return 0 }
+            return statement.int64(0)
+        }
+    }
+
+    /// Stores an append after checking its sequence numbers (the caller runs this in a savepoint).
+    func append(_ append: JournalAppend) throws(PersistenceError) {
+        let id = append.persistenceID
+        let highest = try highestSequenceNumber(of: id)
+        if let first = append.events.first, first.sequenceNumber != highest + 1 {
+            throw PersistenceError(
+                .sequenceConflict, journal: journalName, persistenceID: id, sequenceNumber: first.sequenceNumber,
+                message: "the entity's highest stored sequence number is \(highest), so the next must be "
+                    + "\(highest + 1): another writer appended to this entity (is it running twice?), or its state "
+                    + "is stale; restart the entity to recover its state")
+        }
+        for event in append.events {
+            try storage(id, event.sequenceNumber) { () throws(SQLiteFailure) in
+                let statement = try database.prepared(
+                    """
+                    INSERT INTO events (entity_type, entity_id, sequence_nr, manifest, version, payload, checksum)
+                    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                    """)
+                try statement.bind(1, id.entityType)
+                try statement.bind(2, id.entityID)
+                try statement.bind(3, event.sequenceNumber)
+                try statement.bind(4, event.manifest)
+                try statement.bind(5, Int64(event.version))
+                try statement.bind(6, event.payload)
+                try statement.bind(
+                    7,
+                    Checksum.of(
+                        sequenceNumber: event.sequenceNumber, version: event.version, manifest: event.manifest,
+                        payload: event.payload))
+                try statement.run()
+            }
+        }
+        if let snapshot = append.snapshot { try saveSnapshot(snapshot, for: id) }
+        if let offset = append.inputOffset {
+            try storage(id, nil) { () throws(SQLiteFailure) in
+                let statement = try database.prepared(
+                    """
+                    INSERT INTO input_offsets (entity_type, entity_id, topic, partition_nr, offset_nr)
+                    VALUES (?1, ?2, ?3, ?4, ?5)
+                    ON CONFLICT (entity_type, entity_id, topic, partition_nr)
+                    DO UPDATE SET offset_nr = max(offset_nr, excluded.offset_nr)
+                    """)
+                try statement.bind(1, id.entityType)
+                try statement.bind(2, id.entityID)
+                try statement.bind(3, offset.topic)
+                try statement.bind(4, Int64(offset.partition))
+                try statement.bind(5, offset.offset)
+                try statement.run()
+            }
+        }
+    }
+
+    func readEvents(of id: PersistenceID, from sequenceNumber: Int64, limit: Int) throws(PersistenceError)
+        -> [JournalEvent]
+    {
+        let rows = try storage(id, sequenceNumber) { () throws(SQLiteFailure) -> [(JournalEvent, Int64)] in
+            let statement = try database.prepared(
+                """
+                SELECT sequence_nr, manifest, version, payload, checksum FROM events
+                WHERE entity_type = ?1 AND entity_id = ?2 AND sequence_nr >= ?3
+                ORDER BY sequence_nr LIMIT ?4
+                """)
+            defer { statement.reset() }
+            try statement.bind(1, id.entityType)
+            try statement.bind(2, id.entityID)
+            try statement.bind(3, sequenceNumber)
+            try statement.bind(4, Int64(max(limit, 0)))
+            var rows: [(JournalEvent, Int64)] = []
+            while try statement.step() {
+                let event = JournalEvent(
+                    sequenceNumber: statement.int64(0), manifest: statement.text(1), version: Int(statement.int64(2)),
+                    payload: statement.blob(3))
+                rows.append((event, statement.int64(4)))
+            }
+            return rows
+        }
+        counters.eventsRead.wrappingAdd(rows.count, ordering: .relaxed)
+        var events: [JournalEvent] = []
+        events.reserveCapacity(rows.count)
+        for (event, checksum) in rows {
+            let expected = Checksum.of(
+                sequenceNumber: event.sequenceNumber, version: event.version, manifest: event.manifest,
+                payload: event.payload)
+            guard expected == checksum else {
+                throw PersistenceError(
+                    .corruptEvent, journal: journalName, persistenceID: id, sequenceNumber: event.sequenceNumber,
+                    message: "the stored event does not match its checksum (the file was damaged or edited); "
+                        + "restore the journal file from a backup, or delete this entity's events to start it afresh")
+            }
+            events.append(event)
+        }
+        return events
+    }
+
+    // MARK: Snapshots
+
+    func saveSnapshot(_ snapshot: JournalSnapshot, for id: PersistenceID) throws(PersistenceError) {
+        try storage(id, snapshot.sequenceNumber) { () throws(SQLiteFailure) in
+            let statement = try database.prepared(
+                """
+                INSERT OR REPLACE INTO snapshots
+                    (entity_type, entity_id, sequence_nr, manifest, version, payload, checksum)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                """)
+            try statement.bind(1, id.entityType)
+            try statement.bind(2, id.entityID)
+            try statement.bind(3, snapshot.sequenceNumber)
+            try statement.bind(4, snapshot.manifest)
+            try statement.bind(5, Int64(snapshot.version))
+            try statement.bind(6, snapshot.payload)
+            try statement.bind(
+                7,
+                Checksum.of(
+                    sequenceNumber: snapshot.sequenceNumber, version: snapshot.version, manifest: snapshot.manifest,
+                    payload: snapshot.payload))
+            try statement.run()
+        }
+    }
+
+    func loadSnapshot(of id: PersistenceID) throws(PersistenceError) -> JournalSnapshot? {
+        let row = try storage(id, nil) { () throws(SQLiteFailure) -> (JournalSnapshot, Int64)? in
+            let statement = try database.prepared(
+                """
+                SELECT sequence_nr, manifest, version, payload, checksum FROM snapshots
+                WHERE entity_type = ?1 AND entity_id = ?2
+                """)
+            defer { statement.reset() }
+            try statement.bind(1, id.entityType)
+            try statement.bind(2, id.entityID)
+            guard try statement.step() else { return nil }
+            let snapshot = JournalSnapshot(
+                sequenceNumber: statement.int64(0), manifest: statement.text(1), version: Int(statement.int64(2)),
+                payload: statement.blob(3))
+            return (snapshot, statement.int64(4))
+        }
+        guard let (snapshot, checksum) = row else { return nil }
+        let expected = Checksum.of(
+            sequenceNumber: snapshot.sequenceNumber, version: snapshot.version, manifest: snapshot.manifest,
+            payload: snapshot.payload)
+        guard expected == checksum else {
+            throw PersistenceError(
+                .corruptSnapshot, journal: journalName, persistenceID: id, sequenceNumber: snapshot.sequenceNumber,
+                message: "the stored snapshot does not match its checksum (the file was damaged or edited); delete "
+                    + "the snapshot row to recover from the events alone")
+        }
+        return snapshot
+    }
+
+    // MARK: Input offsets
+
+    func inputOffsets(of id: PersistenceID) throws(PersistenceError) -> [InputOffset] {
+        try storage(id, nil) { () throws(SQLiteFailure) -> [InputOffset] in
+            let statement = try database.prepared(
+                """
+                SELECT topic, partition_nr, offset_nr FROM input_offsets
+                WHERE entity_type = ?1 AND entity_id = ?2 ORDER BY topic, partition_nr
+                """)
+            defer { statement.reset() }
+            try statement.bind(1, id.entityType)
+            try statement.bind(2, id.entityID)
+            var offsets: [InputOffset] = []
+            while try statement.step() {
+                offsets.append(
+                    InputOffset(
+                        topic: statement.text(0), partition: Int32(statement.int64(1)), offset: statement.int64(2)))
+            }
+            return offsets
+        }
+    }
+
+    // MARK: Testing
+
+    /// Overwrites a stored event's payload without updating its checksum, as disk damage would.
+    func corruptEvent(of id: PersistenceID, sequenceNumber: Int64) throws(PersistenceError) {
+        try storage(id, sequenceNumber) { () throws(SQLiteFailure) in
+            let statement = try database.prepared(
+                """
+                UPDATE events SET payload = x'0badc0de' || payload
+                WHERE entity_type = ?1 AND entity_id = ?2 AND sequence_nr = ?3
+                """)
+            try statement.bind(1, id.entityType)
+            try statement.bind(2, id.entityID)
+            try statement.bind(3, sequenceNumber)
+            try statement.run()
+        }
+    }
+
+    /// Runs SQLite calls, turning their failures into errors that name the entity, the journal and the sequence
+    /// number.
+    private func storage<Value>(
+        _ id: PersistenceID, _ sequenceNumber: Int64?, _ body: () throws(SQLiteFailure) -> Value
+    ) throws(PersistenceError) -> Value {
+        do throws(SQLiteFailure) {
+            return try body()
+        } catch {
+            let hint =
+                switch error.code & 0xff {
+                case SQLITE_CONSTRAINT: "a row with this key exists already"
+                case SQLITE_FULL: "the disk is full"
+                case SQLITE_CORRUPT, SQLITE_NOTADB: "the journal file is damaged: restore it from a backup"
+                case SQLITE_BUSY, SQLITE_LOCKED: "another process holds the journal file: give each instance its own"
+                case SQLITE_IOERR: "an I/O error occurred: check the disk"
+                default: "see SQLite's message"
+                }
+            throw PersistenceError(
+                .storageFailure, journal: journalName, persistenceID: id, sequenceNumber: sequenceNumber,
+                message: "\(error) (\(hint))")
+        }
+    }
+}
+
+/// Counters shared between the writer thread and readers of the journal's statistics.
+final class SQLiteCounters: Sendable {
+    /// Events read from the file.
+    let eventsRead = Atomic<Int>(0)
+}
+
+/// The 64-bit FNV-1a hash stored with each row to detect damage (not an authenticity check).
+enum Checksum {
+    static func of(sequenceNumber: Int64, version: Int, manifest: String, payload: [UInt8]) -> Int64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        @inline(__always) func mix(_ byte: UInt8) {
+            hash ^= UInt64(byte)
+            hash &*= 0x0000_0100_0000_01b3
+        }
+        var sequence = UInt64(bitPattern: sequenceNumber).littleEndian
+        withUnsafeBytes(of: &sequence) { for byte in $0 { mix(byte) } }
+        var versionBits = UInt64(bitPattern: Int64(version)).littleEndian
+        withUnsafeBytes(of: &versionBits) { for byte in $0 { mix(byte) } }
+        for byte in manifest.utf8 { mix(byte) }
+        mix(0)
+        for byte in payload { mix(byte) }
+        return Int64(bitPattern: hash)
+    }
+}

@@ -1,0 +1,150 @@
+import Foundation
+@_spi(Testing) import SluicePersistence
+import Synchronization
+import Testing
+
+/// A journal under test, with the storage-specific operations the shared suite needs.
+///
+/// Every journal implementation adds a case to ``JournalKind``; the shared suite (`JournalConformanceTests`) then
+/// runs against it. A Kafka changelog journal would create a unique topic in `make()`, reopen with a fresh consumer
+/// in `reopen()`, and damage an event by producing an undecodable record at its position in `corruptEvent`.
+protocol JournalFixture: Sendable {
+    /// The journal, open.
+    var journal: any Journal { get }
+    /// Closes the journal and opens the same storage again, as a restarted process would.
+    func reopen() async throws -> any JournalFixture
+    /// Damages a stored event as the storage could be damaged (bit rot, a bad record).
+    func corruptEvent(of id: PersistenceID, sequenceNumber: Int64) async throws
+    /// Closes the journal and deletes its storage.
+    func destroy() async
+}
+
+/// The journal implementations the shared suite runs against.
+enum JournalKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case sqlite
+
+    var testDescription: String { rawValue }
+
+    func make() async throws -> any JournalFixture {
+        switch self {
+        case .sqlite: try await SQLiteFixture.make()
+        }
+    }
+}
+
+/// Runs `body` with a fresh journal of `kind`, destroying it afterwards (also when `body` throws).
+func withJournal(_ kind: JournalKind, _ body: (any JournalFixture) async throws -> Void) async throws {
+    let fixture = try await kind.make()
+    do {
+        try await body(fixture)
+    } catch {
+        await fixture.destroy()
+        throw error
+    }
+    await fixture.destroy()
+}
+
+/// A SQLite journal in a fresh temporary directory.
+struct SQLiteFixture: JournalFixture {
+    let directory: URL
+    let sqlite: SQLiteJournal
+    var journal: any Journal { sqlite }
+
+    static func make(durability: SQLiteDurability = .full) async throws -> SQLiteFixture {
+        let directory = try TemporaryDirectory.make()
+        let journal = try await SQLiteJournal(
+            path: directory.appendingPathComponent("journal.db").path, durability: durability)
+        return SQLiteFixture(directory: directory, sqlite: journal)
+    }
+
+    func reopen() async throws -> any JournalFixture {
+        try await reopenSQLite()
+    }
+
+    func reopenSQLite() async throws -> SQLiteFixture {
+        await sqlite.close()
+        return SQLiteFixture(directory: directory, sqlite: try await SQLiteJournal(path: sqlite.path))
+    }
+
+    func corruptEvent(of id: PersistenceID, sequenceNumber: Int64) async throws {
+        try await sqlite.corruptEventForTesting(of: id, sequenceNumber: sequenceNumber)
+    }
+
+    func destroy() async {
+        await sqlite.close()
+        try? FileManager.default.removeItem(at: directory)
+    }
+}
+
+enum TemporaryDirectory {
+    static func make() throws -> URL {
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("sluice-persistence-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        return directory
+    }
+}
+
+/// Events `first...last` of a test entity, with payloads that say which they are.
+func testEvents(_ id: PersistenceID, _ range: ClosedRange<Int64>, version: Int = 1) -> [JournalEvent] {
+    range.map { JournalEvent(sequenceNumber: $0, manifest: "test-event", version: version, payload: payload(id, $0)) }
+}
+
+func payload(_ id: PersistenceID, _ sequenceNumber: Int64) -> [UInt8] {
+    Array("\(id) #\(sequenceNumber)".utf8)
+}
+
+/// Runs `body`, which must throw a ``PersistenceError``, and returns it.
+func persistenceError(_ body: () async throws -> Void) async -> PersistenceError? {
+    do {
+        try await body()
+        return nil
+    } catch let error as PersistenceError {
+        return error
+    } catch {
+        Issue.record("expected a PersistenceError, got \(error)")
+        return nil
+    }
+}
+
+/// A journal that delegates to another and fails appends once told to (a disk that fills up).
+final class FailingJournal: Journal {
+    let inner: any Journal
+    private let failing = LockedFlag()
+
+    init(_ inner: any Journal) { self.inner = inner }
+
+    var name: String { inner.name }
+    func failAppends(_ fail: Bool) { failing.set(fail) }
+
+    func append(_ append: JournalAppend) async throws(PersistenceError) {
+        if failing.value {
+            throw PersistenceError(
+                .storageFailure, journal: name, persistenceID: append.persistenceID,
+                sequenceNumber: append.events.first?.sequenceNumber, message: "injected failure: the disk is full")
+        }
+        try await inner.append(append)
+    }
+    func readEvents(of id: PersistenceID, from sequenceNumber: Int64, limit: Int) async throws(PersistenceError)
+        -> [JournalEvent]
+    { try await inner.readEvents(of: id, from: sequenceNumber, limit: limit) }
+    func highestSequenceNumber(of id: PersistenceID) async throws(PersistenceError) -> Int64 {
+        try await inner.highestSequenceNumber(of: id)
+    }
+    func saveSnapshot(_ snapshot: JournalSnapshot, for id: PersistenceID) async throws(PersistenceError) {
+        try await inner.saveSnapshot(snapshot, for: id)
+    }
+    func loadSnapshot(of id: PersistenceID) async throws(PersistenceError) -> JournalSnapshot? {
+        try await inner.loadSnapshot(of: id)
+    }
+    func inputOffsets(of id: PersistenceID) async throws(PersistenceError) -> [InputOffset] {
+        try await inner.inputOffsets(of: id)
+    }
+    func close() async { await inner.close() }
+}
+
+final class LockedFlag: Sendable {
+    private let flag = Mutex(false)
+    var value: Bool { flag.withLock { $0 } }
+    func set(_ value: Bool) { flag.withLock { $0 = value } }
+}
