@@ -93,17 +93,20 @@ final class DrainCounter: Sendable {
 
 @Suite("Configuration to librdkafka properties")
 struct ConfigurationTests {
-    @Test("typed settings become librdkafka properties and win over raw ones")
-    func typedSettingsWin() {
+    @Test("typed settings become librdkafka properties; raw ones override them, except the commit-safety ones")
+    func rawPropertiesOverrideTypedSettings() {
         var configuration = KafkaConsumerConfiguration(bootstrapServers: ["a:1", "b:2"], groupID: "g")
         configuration.client.properties["session.timeout.ms"] = "99999"
         configuration.client.properties["fetch.wait.max.ms"] = "50"
+        configuration.client.properties["enable.auto.commit"] = "true"
+        configuration.client.properties["group.id"] = "other"
         configuration.sessionTimeout = .seconds(7)
         let properties = configuration.librdkafkaProperties()
         let last = Dictionary(properties, uniquingKeysWith: { _, new in new })
         #expect(last["bootstrap.servers"] == "a:1,b:2")
-        #expect(last["session.timeout.ms"] == "7000")
+        #expect(last["session.timeout.ms"] == "99999")
         #expect(last["fetch.wait.max.ms"] == "50")
+        #expect(last["group.id"] == "g")
         #expect(last["enable.auto.commit"] == "false")
         #expect(last["enable.auto.offset.store"] == "false")
         #expect(last["partition.assignment.strategy"] == "cooperative-sticky")
