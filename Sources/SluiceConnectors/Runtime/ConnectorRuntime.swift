@@ -158,9 +158,13 @@ public final class ConnectorRuntime: Sendable {
         }
     }
 
+    /// Waits before a restart; a drain that begins meanwhile ends the wait at once.
     private func backoff(_ restarts: Int) async {
         let policy = RetryPolicy(maxAttempts: nil, initialBackoff: .milliseconds(500), maxBackoff: .seconds(30), jitter: 0.2)
-        try? await Task.sleep(for: policy.backoff(afterAttempt: restarts))
+        let until = ContinuousClock.now + policy.backoff(afterAttempt: restarts)
+        while ContinuousClock.now < until, !state.withLock({ $0.draining }), !Task.isCancelled {
+            try? await Task.sleep(for: min(.milliseconds(100), until - ContinuousClock.now))
+        }
     }
 
     /// Stops taking new messages, waits up to `grace` for in-flight ones to be delivered and committed, then
