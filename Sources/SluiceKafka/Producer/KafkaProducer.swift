@@ -95,12 +95,14 @@ public final class KafkaProducer: Sendable {
 
     /// Hands a message to librdkafka and returns; `onDelivery` is called once with the outcome.
     ///
-    /// Awaits room when the local queue is full. Runs on the caller's executor (`nonisolated(nonsending)`): handing
-    /// the message over never blocks, so a caller on an actor pays no executor hop per message.
+    /// Awaits room when the local queue is full.
+    ///
+    /// Not `nonisolated(nonsending)`/`consuming`: that signature made Swift 6.3.1 release builds corrupt the results
+    /// of task-group children awaiting ``send(_:)`` (see docs/benchmarks.md, Sidecar).
     /// - Throws: ``KafkaError`` if the message cannot be accepted at all (closed producer, unknown partition,
     ///   message too large); `onDelivery` is not called then.
-    public nonisolated(nonsending) func send(
-        _ message: consuming KafkaProducerMessage, onDelivery: @escaping DeliveryHandler
+    public func send(
+        _ message: KafkaProducerMessage, onDelivery: @escaping DeliveryHandler
     ) async throws {
         // The common case, room in librdkafka's queue, is synchronous: kept small so that it can be inlined into
         // the caller and cost no async frame.

@@ -134,7 +134,7 @@ final class CommittableSourceState: Sendable {
         let ledger = coordinator.ledger(for: partition)
         enum Outcome { case emit, hold(pause: Bool), drop }
         let outcome: Outcome = state.withLock { state in
-            if let held = state.held[partition], !held.isEmpty {
+            if state.held[partition]?.isEmpty == false {  // no binding: a copy would make the append copy the deque
                 state.held[partition]!.append(message)
                 state.heldCount += 1
                 return .hold(pause: false)
