@@ -70,8 +70,12 @@ import Testing
             #expect(try await journalB.highestSequenceNumber(of: id) == last)
             #expect(
                 try await journalB.loadSnapshot(of: id)
-                    == JournalSnapshot(sequenceNumber: 5, manifest: "state", version: 1, payload: Array("\(id)@5".utf8)))
-            #expect(try await journalB.inputOffsets(of: id) == [InputOffset(topic: "in", partition: 1, offset: Int64(n * 10) + 2)])
+                    == JournalSnapshot(sequenceNumber: 5, manifest: "state", version: 1, payload: Array("\(id)@5".utf8))
+            )
+            #expect(
+                try await journalB.inputOffsets(of: id) == [
+                    InputOffset(topic: "in", partition: 1, offset: Int64(n * 10) + 2)
+                ])
             // B goes on where A stopped; a stale sequence number is a conflict.
             try await journalB.append(JournalAppend(persistenceID: id, events: testEvents(id, (last + 1)...(last + 1))))
             let conflict = await persistenceError {
@@ -194,13 +198,16 @@ import Testing
         }
         let events = entityCount * appendsPerEntity * eventsPerAppend
         let written = ContinuousClock.now - started
-        print("kafka changelog: appended \(events) events (\(entityCount) entities, \(eventsPerAppend) per append) in \(written)")
+        print(
+            "kafka changelog: appended \(events) events (\(entityCount) entities, \(eventsPerAppend) per append) in \(written)"
+        )
 
         let restoring = try await KafkaChangelogJournal(fixture.configuration)
         let statistics = try await restoring.restore(partitions: Array(0..<restoring.partitionCount))
         print(
             "kafka changelog: restored \(statistics.events) events (\(statistics.records) records, "
-                + "\(statistics.entities) entities, \(statistics.partitions.count) partitions) in \(statistics.duration)")
+                + "\(statistics.entities) entities, \(statistics.partitions.count) partitions) in \(statistics.duration)"
+        )
         #expect(statistics.events == events)
         #expect(statistics.entities == entityCount)
         let sample = PersistenceID(entityType: "counter", entityID: "restore-7")

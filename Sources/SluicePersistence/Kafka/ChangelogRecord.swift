@@ -148,12 +148,14 @@ enum ChangelogValue: Sendable, Equatable {
     /// Decodes a value; throws a description of what is wrong with it.
     init(decoding value: [UInt8], key: [UInt8]) throws(ChangelogDecodingError) {
         guard value.count >= Self.magic.count + 2 + 8 else {
-            throw ChangelogDecodingError("the record's value is too short (\(value.count) bytes) to be a changelog value")
+            throw ChangelogDecodingError(
+                "the record's value is too short (\(value.count) bytes) to be a changelog value")
         }
         let body = value[..<(value.count - 8)]
         var checksumReader = ByteReader(value[(value.count - 8)...])
         guard try checksumReader.uint64() == Self.checksum(key: key, value: body) else {
-            throw ChangelogDecodingError("the record's checksum does not match its key and value (damaged or misplaced)")
+            throw ChangelogDecodingError(
+                "the record's checksum does not match its key and value (damaged or misplaced)")
         }
         var reader = ByteReader(body)
         guard try reader.bytes(Self.magic.count) == Self.magic[...] else {

@@ -124,7 +124,8 @@ struct ChangelogRestorer {
 
     /// Accepts the acknowledged history (see the type's documentation); returns how many event records it ignored.
     private static func walk(
-        _ events: [Int64: Result<ChangelogValue.EventRecord, ChangelogDecodingError>], into entity: inout ChangelogEntity
+        _ events: [Int64: Result<ChangelogValue.EventRecord, ChangelogDecodingError>],
+        into entity: inout ChangelogEntity
     ) -> Int {
         let snapshotSequence = entity.snapshot?.sequenceNumber ?? 0
         let snapshotIsDamaged = entity.snapshot.map { $0.sequenceNumber == nil } ?? false

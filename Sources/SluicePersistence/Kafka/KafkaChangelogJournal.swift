@@ -43,7 +43,8 @@ public struct KafkaChangelogJournalConfiguration: Sendable {
 
     /// A journal for the entities of `inputTopic`, writing to `topic` on the cluster at `bootstrapServers`.
     public init(bootstrapServers: [String], topic: String, inputTopic: String) {
-        self.init(client: KafkaClientConfiguration(bootstrapServers: bootstrapServers), topic: topic, inputTopic: inputTopic)
+        self.init(
+            client: KafkaClientConfiguration(bootstrapServers: bootstrapServers), topic: topic, inputTopic: inputTopic)
     }
 }
 
@@ -296,7 +297,8 @@ public final class KafkaChangelogJournal: Journal {
         do {
             consumer = try KafkaConsumer(configuration: consumerConfiguration, logger: logger)
         } catch {
-            throw PersistenceError(.storageFailure, journal: name, message: "cannot create a restore consumer: \(error)")
+            throw PersistenceError(
+                .storageFailure, journal: name, message: "cannot create a restore consumer: \(error)")
         }
         let timedOut = Atomic<Bool>(false)
         let timeout = configuration.restoreTimeout
@@ -324,7 +326,8 @@ public final class KafkaChangelogJournal: Journal {
                 remaining[partition] = report.offset
             }
             try consumer.assign(
-                partitions.map { KafkaTopicPartitionOffset(topic: topic, partition: $0, offset: KafkaOffset.beginning) })
+                partitions.map { KafkaTopicPartitionOffset(topic: topic, partition: $0, offset: KafkaOffset.beginning) }
+            )
             reading: while !remaining.isEmpty {
                 switch try await consumer.readBatch(maxCount: 4096) {
                 case .messages(let messages):
