@@ -97,10 +97,14 @@ let package = Package(
         // The system SQLite library (libsqlite3-dev, installed by scripts/setup): no SQLite build of our own, so a
         // first build stays fast.
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", providers: [.apt(["libsqlite3-dev"])]),
-        // Persistence: event-sourced entities, the journal protocol and the embedded SQLite journal.
+        // Persistence: event-sourced entities, the journal protocol, the embedded SQLite journal and the Kafka changelog
+        // journal.
         .target(
             name: "SluicePersistence",
-            dependencies: ["CSQLite", "SluiceActors", .product(name: "DequeModule", package: "swift-collections")],
+            dependencies: [
+                "CSQLite", "SluiceActors", "SluiceKafka", .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSwiftSettings
         ),
         // Test helper: appends to a SQLite journal and prints each acknowledged sequence number until killed.
@@ -207,7 +211,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SluicePersistenceTests",
-            dependencies: ["SluicePersistence", "SluiceActors", "SluiceTesting"],
+            dependencies: ["SluicePersistence", "SluiceActors", "SluiceKafka", "SluiceTesting"],
             swiftSettings: strictSwiftSettings
         ),
         .testTarget(

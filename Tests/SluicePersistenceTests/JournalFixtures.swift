@@ -1,13 +1,15 @@
 import Foundation
+import SluiceKafka
 @_spi(Testing) import SluicePersistence
+import SluiceTesting
 import Synchronization
 import Testing
 
 /// A journal under test, with the storage-specific operations the shared suite needs.
 ///
 /// Every journal implementation adds a case to ``JournalKind``; the shared suite (`JournalConformanceTests`) then
-/// runs against it. A Kafka changelog journal would create a unique topic in `make()`, reopen with a fresh consumer
-/// in `reopen()`, and damage an event by producing an undecodable record at its position in `corruptEvent`.
+/// runs against it. The Kafka changelog journal creates unique topics in `make()`, reopens as a new journal instance
+/// that restores from the topic in `reopen()`, and damages an event by producing an undecodable record at its key.
 protocol JournalFixture: Sendable {
     /// The journal, open.
     var journal: any Journal { get }
@@ -22,12 +24,14 @@ protocol JournalFixture: Sendable {
 /// The journal implementations the shared suite runs against.
 enum JournalKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case sqlite
+    case kafkaChangelog
 
     var testDescription: String { rawValue }
 
     func make() async throws -> any JournalFixture {
         switch self {
         case .sqlite: try await SQLiteFixture.make()
+        case .kafkaChangelog: try await KafkaChangelogFixture.make()
         }
     }
 }
@@ -73,6 +77,58 @@ struct SQLiteFixture: JournalFixture {
     func destroy() async {
         await sqlite.close()
         try? FileManager.default.removeItem(at: directory)
+    }
+}
+
+/// A Kafka changelog journal on the test broker: a fresh input topic (3 partitions) and changelog topic per test,
+/// every partition restored.
+struct KafkaChangelogFixture: JournalFixture {
+    let configuration: KafkaChangelogJournalConfiguration
+    let changelog: KafkaChangelogJournal
+    var journal: any Journal { changelog }
+
+    /// Creates the input topic and opens a journal on a new changelog topic, restoring every partition.
+    static func make(
+        partitions: Int32 = 3, configure: (inout KafkaChangelogJournalConfiguration) -> Void = { _ in }
+    ) async throws -> KafkaChangelogFixture {
+        let admin = try await makeTestAdmin()
+        let input = uniqueTestName("journal-input")
+        try await admin.createTopic(KafkaTopicSpecification(name: input, partitions: partitions))
+        var configuration = KafkaChangelogJournalConfiguration(
+            bootstrapServers: try await TestBroker.bootstrapServers(), topic: uniqueTestName("journal-changelog"),
+            inputTopic: input)
+        configuration.linger = .milliseconds(1)
+        configure(&configuration)
+        return try await open(configuration)
+    }
+
+    /// Opens a journal instance on `configuration`'s topics and restores every partition.
+    static func open(_ configuration: KafkaChangelogJournalConfiguration) async throws -> KafkaChangelogFixture {
+        let journal = try await KafkaChangelogJournal(configuration)
+        try await journal.restore(partitions: Array(0..<journal.partitionCount))
+        return KafkaChangelogFixture(configuration: configuration, changelog: journal)
+    }
+
+    func reopen() async throws -> any JournalFixture {
+        await changelog.close()
+        return try await Self.open(configuration)
+    }
+
+    /// Produces a value that is not a changelog value at the event's key and partition, with a producer of its own
+    /// (as another writer, or damage, would).
+    func corruptEvent(of id: PersistenceID, sequenceNumber: Int64) async throws {
+        let producer = try KafkaProducer(configuration: try await makeTestProducerConfiguration())
+        _ = try await producer.send(
+            KafkaProducerMessage(
+                topic: changelog.topic, partition: changelog.partition(of: id),
+                key: changelog.eventKeyForTesting(of: id, sequenceNumber: sequenceNumber),
+                value: Array("not a changelog record".utf8)))
+        try await producer.close()
+    }
+
+    /// Closes the journal. The topics stay (the test broker lives for one run; see `withTestTopic`).
+    func destroy() async {
+        await changelog.close()
     }
 }
 

@@ -27,6 +27,12 @@ public struct PersistenceError: Error, Sendable, CustomStringConvertible {
         public static let entityStopped = Code("entity stopped")
         /// An argument was invalid (for example non-contiguous sequence numbers in one append).
         public static let invalidArgument = Code("invalid argument")
+        /// The entity's partition of a partitioned journal (the Kafka changelog) is not restored on this instance:
+        /// it is not assigned here, its restore has not finished, or a failed write requires restoring it again.
+        public static let partitionNotRestored = Code("partition not restored")
+        /// The journal's storage does not match its input: a changelog topic with another partition count than the
+        /// input topic, or records placed by another partitioner.
+        public static let partitionMismatch = Code("partition mismatch")
     }
 
     /// The kind of failure.
