@@ -4,6 +4,7 @@ import NIOCore
 import SluiceConnectorConfig
 import SluiceConnectors
 import SluiceKafka
+import Synchronization
 
 /// `POST /v1/publish/{topic}`: publishes for the application and answers once the broker acknowledged.
 ///
@@ -41,16 +42,7 @@ enum PublishAPI {
         } catch {
             return SidecarRoutes.error(.badRequest, "\(error)")
         }
-        let results = await withTaskGroup(of: (Int, Result<KafkaDeliveryReport, any Error>).self) { group in
-            for (index, message) in messages.enumerated() {
-                group.addTask {
-                    do { return (index, .success(try await producer.send(message))) } catch { return (index, .failure(error)) }
-                }
-            }
-            var results = [Result<KafkaDeliveryReport, any Error>?](repeating: nil, count: messages.count)
-            for await (index, result) in group { results[index] = result }
-            return results.map { $0! }
-        }
+        let results = await sendAll(messages, with: producer)
         var firstFailure: HTTPResponse.Status?
         let rendered: [JSONValue] = results.map { result in
             switch result {
@@ -69,6 +61,22 @@ enum PublishAPI {
             return SidecarRoutes.json(.ok, rendered[0])
         }
         return SidecarRoutes.json(firstFailure ?? .ok, .object(["results": .array(rendered)]))
+    }
+
+    /// Produces every message and waits for all their delivery reports, in message order. One task, no task group:
+    /// the messages are handed to librdkafka in order and their reports collected by callbacks. (A task group
+    /// returning `(Int, Result)` tuples here was miscompiled by Swift 6.3.1 in release builds: the index came back
+    /// corrupted.)
+    static func sendAll(_ messages: [KafkaProducerMessage], with producer: KafkaProducer) async -> [Result<KafkaDeliveryReport, any Error>] {
+        let collector = DeliveryCollector(count: messages.count)
+        for (index, message) in messages.enumerated() {
+            do {
+                try await producer.send(message) { result in collector.set(index, result.mapError { $0 }) }
+            } catch {
+                collector.set(index, .failure(error))
+            }
+        }
+        return await collector.all()
     }
 
     static func statusFor(_ error: any Error) -> HTTPResponse.Status {
@@ -134,5 +142,41 @@ enum PublishAPI {
             timestamp = Int64(number)
         }
         return KafkaProducerMessage(topic: topic, partition: partition, key: key, value: value, headers: headers, timestampMilliseconds: timestamp)
+    }
+}
+
+/// Collects the delivery reports of one publish request; ``all()`` returns once every message has one.
+final class DeliveryCollector: Sendable {
+    private struct State {
+        var results: [Result<KafkaDeliveryReport, any Error>?]
+        var missing: Int
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+    private let state: Mutex<State>
+
+    init(count: Int) {
+        state = Mutex(State(results: Array(repeating: nil, count: count), missing: count))
+    }
+
+    func set(_ index: Int, _ result: Result<KafkaDeliveryReport, any Error>) {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard state.results[index] == nil else { return nil }
+            state.results[index] = result
+            state.missing -= 1
+            return state.missing == 0 ? state.waiter.take() : nil
+        }
+        waiter?.resume()
+    }
+
+    func all() async -> [Result<KafkaDeliveryReport, any Error>] {
+        await withCheckedContinuation { continuation in
+            let done = state.withLock { state -> Bool in
+                if state.missing == 0 { return true }
+                state.waiter = continuation
+                return false
+            }
+            if done { continuation.resume() }
+        }
+        return state.withLock { $0.results.map { $0! } }
     }
 }

@@ -96,9 +96,6 @@ public final class KafkaProducer: Sendable {
     /// Hands a message to librdkafka and returns; `onDelivery` is called once with the outcome.
     ///
     /// Awaits room when the local queue is full.
-    ///
-    /// Not `nonisolated(nonsending)`/`consuming`: that signature made Swift 6.3.1 release builds corrupt the results
-    /// of task-group children awaiting ``send(_:)`` (see docs/benchmarks.md, Sidecar).
     /// - Throws: ``KafkaError`` if the message cannot be accepted at all (closed producer, unknown partition,
     ///   message too large); `onDelivery` is not called then.
     public func send(
