@@ -35,7 +35,7 @@ import Testing
                     .mapAsyncPartitioned(parallelism: 16, partitionKey: { _ in "k" }, transform)
             }
         let completion = try flowed.runWith(Sink.ignore())
-        try await Eventually.require(timeout: .seconds(10), "the stream fails") { completion.isCompleted }
+        try await Eventually.require(timeout: .seconds(60), "the stream fails") { completion.isCompleted }
         #expect(throws: Boom.self) { try completion.result?.get() }
     }
 }
