@@ -62,7 +62,7 @@ struct EntityBenchCommand: AsyncParsableCommand {
         let system = ActorSystem(name: "bench")
         let count = 2_000_000
         let received = AtomicCounter()
-        let done = AsyncSignal()
+        let done = OneShotSignal()
         let sink = try system.spawn(
             Behaviors.receiveMessage { (_: Int) in
                 if received.increment() == count { done.fire() }
@@ -177,7 +177,7 @@ struct EntityBenchCommand: AsyncParsableCommand {
         settings.maxInFlightPerPartition = 10_000
         let acknowledged = AtomicCounter()
         let first = Mutex<ContinuousClock.Instant?>(nil)
-        let done = AsyncSignal()
+        let done = OneShotSignal()
         let count = count
         @Sendable func counted(_ offset: CommittableOffset) -> CommittableOffset {
             if acknowledged.increment() == count { done.fire() }
@@ -238,7 +238,7 @@ struct EntityBenchCommand: AsyncParsableCommand {
             let sourceSettings = ShardedEntities.handOff(KafkaSourceSettings(consumer: consumer, subscription: .topics([topic])), region: region)
             let acknowledged = AtomicCounter()
             let first = Mutex<ContinuousClock.Instant?>(nil)
-            let done = AsyncSignal()
+            let done = OneShotSignal()
             let total = parallelMessages
             let (control, completion) = try KafkaSource.committable(sourceSettings, logger: Self.logger)
                 .map { message -> CommittableMessage in
@@ -307,30 +307,6 @@ final class AtomicCounter: Sendable {
     /// Adds one and returns the new value.
     func increment() -> Int { count.wrappingAdd(1, ordering: .relaxed).newValue }
     var value: Int { count.load(ordering: .relaxed) }
-}
-
-/// A one-shot signal to wait for.
-final class AsyncSignal: Sendable {
-    private let state = Mutex<(fired: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
-    var isFired: Bool { state.withLock { $0.fired } }
-
-    func fire() {
-        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
-            state.fired = true
-            defer { state.waiters = [] }
-            return state.waiters
-        }
-        for waiter in waiters { waiter.resume() }
-    }
-    func wait() async {
-        await withCheckedContinuation { continuation in
-            let fired = state.withLock { state in
-                if !state.fired { state.waiters.append(continuation) }
-                return state.fired
-            }
-            if fired { continuation.resume() }
-        }
-    }
 }
 
 /// The process's resident set size in bytes.

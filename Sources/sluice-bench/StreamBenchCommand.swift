@@ -170,7 +170,7 @@ struct StreamBenchCommand: AsyncParsableCommand {
 
     /// Runs a stream until `done` fires, returning messages per second from `first` to then.
     func measure(
-        count: Int, first: FirstInstant, done: AsyncSignal,
+        count: Int, first: FirstInstant, done: OneShotSignal,
         stop: () async throws -> Void
     ) async throws -> Double {
         await done.wait()
@@ -183,7 +183,7 @@ struct StreamBenchCommand: AsyncParsableCommand {
         let count = messages
         let seen = AtomicCounter()
         let first = FirstInstant()
-        let done = AsyncSignal()
+        let done = OneShotSignal()
         let (control, completion) = try KafkaSource.plain(consumerSettings(servers, input: input), logger: Self.logger)
             .map { message -> Int in
                 if seen.increment() == 1 { first.mark() }
@@ -201,7 +201,7 @@ struct StreamBenchCommand: AsyncParsableCommand {
         let count = messages
         let seen = AtomicCounter()
         let first = FirstInstant()
-        let done = AsyncSignal()
+        let done = OneShotSignal()
         let settings = consumerSettings(servers, input: input)
         let (control, completion) = try KafkaSource.committable(settings, logger: Self.logger)
             .map { message -> CommittableOffset in
@@ -224,7 +224,7 @@ struct StreamBenchCommand: AsyncParsableCommand {
         let seen = AtomicCounter()
         let delivered = AtomicCounter()
         let first = FirstInstant()
-        let done = AsyncSignal()
+        let done = OneShotSignal()
         let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(bootstrapServers: servers), logger: Self.logger)
         let (control, completion) = try KafkaSource.committable(consumerSettings(servers, input: input), logger: Self.logger)
             .map { message -> ProducerEnvelope<CommittableOffset> in

@@ -101,6 +101,28 @@ public struct JournalAppend: Sendable {
     }
 }
 
+extension JournalAppend {
+    /// Checks what every journal requires of an append before storing it: sequence numbers start at 1 and are
+    /// contiguous within the append.
+    func validateSequenceNumbers(journal: String) throws(PersistenceError) {
+        guard var expected = events.first?.sequenceNumber else { return }
+        guard expected >= 1 else {
+            throw PersistenceError(
+                .invalidArgument, journal: journal, persistenceID: persistenceID, sequenceNumber: expected,
+                message: "sequence numbers start at 1")
+        }
+        for event in events {
+            guard event.sequenceNumber == expected else {
+                throw PersistenceError(
+                    .invalidArgument, journal: journal, persistenceID: persistenceID,
+                    sequenceNumber: event.sequenceNumber,
+                    message: "the events of one append must have contiguous sequence numbers (expected \(expected))")
+            }
+            expected += 1
+        }
+    }
+}
+
 /// Where event-sourced entities keep their events, snapshots and applied input offsets.
 ///
 /// A journal stores bytes (the typed layer encodes them, see ``PersistenceCodec``), so one journal serves every

@@ -396,7 +396,7 @@ public final class KafkaChangelogJournal: Journal {
     // MARK: - Journal
 
     public func append(_ append: JournalAppend) async throws(PersistenceError) {
-        try validate(append)
+        try append.validateSequenceNumbers(journal: name)
         let id = append.persistenceID
         let partition = partition(of: id)
         let first = append.events.first?.sequenceNumber
@@ -619,24 +619,6 @@ public final class KafkaChangelogJournal: Journal {
 
     private func closedError() -> PersistenceError {
         PersistenceError(.journalClosed, journal: name, message: "the journal was closed; open a new one")
-    }
-
-    private func validate(_ append: JournalAppend) throws(PersistenceError) {
-        guard var expected = append.events.first?.sequenceNumber else { return }
-        guard expected >= 1 else {
-            throw PersistenceError(
-                .invalidArgument, journal: name, persistenceID: append.persistenceID, sequenceNumber: expected,
-                message: "sequence numbers start at 1")
-        }
-        for event in append.events {
-            guard event.sequenceNumber == expected else {
-                throw PersistenceError(
-                    .invalidArgument, journal: name, persistenceID: append.persistenceID,
-                    sequenceNumber: event.sequenceNumber,
-                    message: "the events of one append must have contiguous sequence numbers (expected \(expected))")
-            }
-            expected += 1
-        }
     }
 }
 

@@ -89,7 +89,7 @@ public final class SQLiteJournal: Journal {
     deinit { writer.requestClose() }
 
     public func append(_ append: JournalAppend) async throws(PersistenceError) {
-        try validate(append)
+        try append.validateSequenceNumbers(journal: name)
         try await writer.perform(write: true) { (store) throws(PersistenceError) in try store.append(append) }
     }
 
@@ -129,24 +129,6 @@ public final class SQLiteJournal: Journal {
             writeTransactions: writer.writeTransactions.load(ordering: .relaxed),
             appends: writer.committedWrites.load(ordering: .relaxed),
             eventsRead: counters.eventsRead.load(ordering: .relaxed))
-    }
-
-    private func validate(_ append: JournalAppend) throws(PersistenceError) {
-        guard var expected = append.events.first?.sequenceNumber else { return }
-        guard expected >= 1 else {
-            throw PersistenceError(
-                .invalidArgument, journal: name, persistenceID: append.persistenceID, sequenceNumber: expected,
-                message: "sequence numbers start at 1")
-        }
-        for event in append.events {
-            guard event.sequenceNumber == expected else {
-                throw PersistenceError(
-                    .invalidArgument, journal: name, persistenceID: append.persistenceID,
-                    sequenceNumber: event.sequenceNumber,
-                    message: "the events of one append must have contiguous sequence numbers (expected \(expected))")
-            }
-            expected += 1
-        }
     }
 }
 

@@ -119,17 +119,9 @@ final class SQLiteStore {
                     INSERT INTO events (entity_type, entity_id, sequence_nr, manifest, version, payload, checksum)
                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                     """)
-                try statement.bind(1, id.entityType)
-                try statement.bind(2, id.entityID)
-                try statement.bind(3, event.sequenceNumber)
-                try statement.bind(4, event.manifest)
-                try statement.bind(5, Int64(event.version))
-                try statement.bind(6, event.payload)
-                try statement.bind(
-                    7,
-                    Checksum.of(
-                        sequenceNumber: event.sequenceNumber, version: event.version, manifest: event.manifest,
-                        payload: event.payload))
+                try Self.bindRow(
+                    statement, id: id, sequenceNumber: event.sequenceNumber, manifest: event.manifest,
+                    version: event.version, payload: event.payload)
                 try statement.run()
             }
         }
@@ -197,6 +189,22 @@ final class SQLiteStore {
 
     // MARK: Snapshots
 
+    /// Binds the columns events and snapshots share, `(entity_type, entity_id, sequence_nr, manifest, version,
+    /// payload, checksum)` as `?1`…`?7`, the checksum computed over the stored fields.
+    private static func bindRow(
+        _ statement: SQLiteStatement, id: PersistenceID, sequenceNumber: Int64, manifest: String, version: Int,
+        payload: [UInt8]
+    ) throws(SQLiteFailure) {
+        try statement.bind(1, id.entityType)
+        try statement.bind(2, id.entityID)
+        try statement.bind(3, sequenceNumber)
+        try statement.bind(4, manifest)
+        try statement.bind(5, Int64(version))
+        try statement.bind(6, payload)
+        try statement.bind(
+            7, Checksum.of(sequenceNumber: sequenceNumber, version: version, manifest: manifest, payload: payload))
+    }
+
     func saveSnapshot(_ snapshot: JournalSnapshot, for id: PersistenceID) throws(PersistenceError) {
         try storage(id, snapshot.sequenceNumber) { () throws(SQLiteFailure) in
             let statement = try database.prepared(
@@ -205,17 +213,9 @@ final class SQLiteStore {
                     (entity_type, entity_id, sequence_nr, manifest, version, payload, checksum)
                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                 """)
-            try statement.bind(1, id.entityType)
-            try statement.bind(2, id.entityID)
-            try statement.bind(3, snapshot.sequenceNumber)
-            try statement.bind(4, snapshot.manifest)
-            try statement.bind(5, Int64(snapshot.version))
-            try statement.bind(6, snapshot.payload)
-            try statement.bind(
-                7,
-                Checksum.of(
-                    sequenceNumber: snapshot.sequenceNumber, version: snapshot.version, manifest: snapshot.manifest,
-                    payload: snapshot.payload))
+            try Self.bindRow(
+                statement, id: id, sequenceNumber: snapshot.sequenceNumber, manifest: snapshot.manifest,
+                version: snapshot.version, payload: snapshot.payload)
             try statement.run()
         }
     }

@@ -269,11 +269,17 @@ final class KeyChains<Key: Hashable & Sendable>: Sendable {
     }
 }
 
-/// A signal that fires once; waiting after it fired returns at once.
-final class OneShotSignal: Sendable {
+/// A building block for custom stages: a signal that fires once; waiting after it fired returns at once.
+public final class OneShotSignal: Sendable {
     private let state = Mutex<(fired: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
 
-    func fire() {
+    public init() {}
+
+    /// Whether ``fire()`` was called.
+    public var isFired: Bool { state.withLock { $0.fired } }
+
+    /// Fires the signal: every waiter, present and future, goes on.
+    public func fire() {
         let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
             state.fired = true
             defer { state.waiters = [] }
@@ -282,7 +288,8 @@ final class OneShotSignal: Sendable {
         for waiter in waiters { waiter.resume() }
     }
 
-    func wait() async {
+    /// Returns once the signal fired.
+    public func wait() async {
         await withCheckedContinuation { continuation in
             let fired = state.withLock { state in
                 if !state.fired { state.waiters.append(continuation) }
