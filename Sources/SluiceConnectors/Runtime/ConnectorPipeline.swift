@@ -39,7 +39,7 @@ extension ConnectorRuntime {
         settings.onAssigned = { [weak self] partitions in
             metrics.increment("sluice_rebalances_total", labels: labels)
             logger.info("assigned \(partitions.map(\.description).joined(separator: ", "))")
-            self?.markJoined()
+            self?.stateJoined()
         }
         settings.onRevoking = { [weak self] partitions in
             self?.revokedPartitions(Set(partitions))
@@ -60,30 +60,30 @@ extension ConnectorRuntime {
         let gate = self.gate
         let delivery = configuration.delivery
 
-        let flow = Flow<CommittableMessage, CommittableMessage, Void>()
-            .map { message -> CommittableMessage in
+        // The entity key is selected once per message: it partitions the processors and then the sink.
+        let keyed = Flow<CommittableMessage, CommittableMessage, Void>()
+            .map { message -> (message: CommittableMessage, key: String) in
                 await gate.pass()
                 metrics.increment("sluice_messages_consumed_total", labels: labels)
-                return message
+                return (message, Self.key(of: message.message, selector: entityKey))
             }
 
         let processed: Flow<CommittableMessage, ConnectorItem, Void>
         if chain.isEmpty {
-            processed = flow.map { message -> ConnectorItem in
+            processed = keyed.map { keyed -> ConnectorItem in
                 ConnectorItem(
-                    outcome: .deliver(ConnectorRecord(message.message)), acks: [message.committableOffset],
-                    key: Self.key(of: message.message, selector: entityKey))
+                    outcome: .deliver(ConnectorRecord(keyed.message.message)), acks: [keyed.message.committableOffset],
+                    key: keyed.key)
             }
         } else {
             // One message at a time per entity key, keys in parallel; a slow key does not hold back the others.
-            processed = flow.mapAsyncPartitionedUnordered(
+            processed = keyed.mapAsyncPartitionedUnordered(
                 parallelism: delivery.parallelism, bufferSize: delivery.maxInFlightPerPartition,
-                partitionKey: { Self.key(of: $0.message, selector: entityKey) }
-            ) { message -> ConnectorItem in
-                let record = ConnectorRecord(message.message)
-                return ConnectorItem(
-                    outcome: try await chain.process(record), acks: [message.committableOffset],
-                    key: Self.key(of: message.message, selector: entityKey))
+                partitionKey: { $0.key }
+            ) { keyed -> ConnectorItem in
+                ConnectorItem(
+                    outcome: try await chain.process(ConnectorRecord(keyed.message.message)),
+                    acks: [keyed.message.committableOffset], key: keyed.key)
             }
         }
         var items = processed
@@ -103,21 +103,12 @@ extension ConnectorRuntime {
                 Keep.both)
     }
 
-    fileprivate func markJoined() {
-        stateJoined()
-    }
-
     /// The entity key that orders a message's processing. A message without one (no key, header or field) is
     /// ordered with nothing else: Kafka gives keyless messages no order either, so they run in parallel.
     static func key(of message: KafkaConsumerMessage, selector: KeySelector) -> String {
-        let selected: String?
-        switch selector {
-        case .messageKey: selected = message.keyString
-        case .header(let name): selected = message.headers.last { $0.name == name }?.stringValue
-        case .jsonField(let path):
-            selected = message.value.flatMap { JSONValue.parse($0) }.flatMap { path.value(in: $0) }?.keyText
-        }
-        return selected ?? "\u{0}\(message.partition)/\(message.offset)"
+        let record = ConnectorRecord(message)
+        let json: JSONValue? = if case .jsonField = selector { record.json } else { nil }
+        return selector.select(record.context(json: json)) ?? "\u{0}\(message.partition)/\(message.offset)"
     }
 
     // MARK: Failures
@@ -151,6 +142,13 @@ extension ConnectorRuntime {
             let endpoint = ApplicationEndpoint(endpointConfiguration, client: httpClient)
             let retry = RetryPolicy(configuration.errors)
             let connector = configuration.name
+            let countRetry: @Sendable (RecordFailure, Int) -> Void = { _, _ in metrics.increment("sluice_messages_retried_total", labels: labels) }
+            /// One request to the application, its duration observed (each attempt on its own).
+            let post: @Sendable ([ConnectorRecord]) async -> Result<[UInt8], RecordFailure> = { records in
+                let started = ContinuousClock.now
+                defer { metrics.observe("sluice_delivery_duration_seconds", (ContinuousClock.now - started).seconds, labels: labels) }
+                return await endpoint.post(records, connector: connector)
+            }
             if endpointConfiguration.batchSize == 1 {
                 return Flow<ConnectorItem, ConnectorItem, Void>()
                     .mapAsyncPartitionedUnordered(
@@ -161,12 +159,7 @@ extension ConnectorRuntime {
                             try await settleWithoutDelivery(item)
                             return item.acks
                         }
-                        let started = ContinuousClock.now
-                        let outcome = try await retry.run(onRetry: { _, _ in metrics.increment("sluice_messages_retried_total", labels: labels) }) {
-                            let result = await endpoint.post([record], connector: connector)
-                            metrics.observe("sluice_delivery_duration_seconds", (ContinuousClock.now - started).seconds, labels: labels)
-                            return result
-                        }
+                        let outcome = try await retry.run(onRetry: countRetry) { await post([record]) }
                         switch outcome {
                         case .success: metrics.increment("sluice_messages_delivered_total", labels: labels)
                         case .failed(let failure, let attempts), .dropped(let failure, let attempts):
@@ -184,11 +177,7 @@ extension ConnectorRuntime {
                         if case .deliver(let record) = item.outcome { records.append(record) } else { try await settleWithoutDelivery(item) }
                     }
                     if !records.isEmpty {
-                        let started = ContinuousClock.now
-                        let outcome = try await retry.run(onRetry: { _, _ in metrics.increment("sluice_messages_retried_total", labels: labels) }) {
-                            await endpoint.post(records, connector: connector)
-                        }
-                        metrics.observe("sluice_delivery_duration_seconds", (ContinuousClock.now - started).seconds, labels: labels)
+                        let outcome = try await retry.run(onRetry: countRetry) { await post(records) }
                         switch outcome {
                         case .success: metrics.increment("sluice_messages_delivered_total", by: Double(records.count), labels: labels)
                         case .failed(let failure, let attempts), .dropped(let failure, let attempts):
