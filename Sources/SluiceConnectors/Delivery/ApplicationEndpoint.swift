@@ -51,7 +51,7 @@ public struct ApplicationEndpoint: Sendable {
             }
         }
         request.body = .bytes(body)
-        let timeout = TimeAmount.nanoseconds(Int64(configuration.timeout.components.seconds) * 1_000_000_000 + configuration.timeout.components.attoseconds / 1_000_000_000)
+        let timeout = TimeAmount(configuration.timeout)
         do {
             let response = try await client.execute(request, timeout: timeout)
             let responseBody = try await response.body.collect(upTo: Self.maxResponseBytes)
