@@ -91,7 +91,10 @@ let package = Package(
         // Sharded entities over Kafka: entity ids, the sharded-entities stage, repartitioning, rebalance hand-off.
         .target(
             name: "SluiceSharding",
-            dependencies: ["SluiceActors", "SluiceKafka", "SluiceKafkaStreams", "SluiceStreams"],
+            dependencies: [
+                "SluiceActors", "SluiceKafka", "SluiceKafkaStreams", "SluicePersistence", "SluiceStreams",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSwiftSettings
         ),
         // The system SQLite library (libsqlite3-dev, installed by scripts/setup): no SQLite build of our own, so a
@@ -107,10 +110,14 @@ let package = Package(
             ],
             swiftSettings: strictSwiftSettings
         ),
-        // Test helper: appends to a SQLite journal and prints each acknowledged sequence number until killed.
+        // Test helper: appends to a SQLite journal and prints each acknowledged sequence number until killed; or runs
+        // counter entities behind a Kafka consumer until killed (the effectively-once test).
         .executableTarget(
             name: "sluice-persistence-crash-helper",
-            dependencies: ["SluicePersistence"],
+            dependencies: [
+                "SluicePersistence", "SluiceSharding", "SluiceKafkaStreams", "SluiceStreams", "SluiceActors",
+                "SluiceKafka",
+            ],
             swiftSettings: strictSwiftSettings
         ),
         // Connector configuration: YAML files to typed, validated connector definitions (no network).
@@ -211,7 +218,10 @@ let package = Package(
         ),
         .testTarget(
             name: "SluicePersistenceTests",
-            dependencies: ["SluicePersistence", "SluiceActors", "SluiceKafka", "SluiceTesting"],
+            dependencies: [
+                "SluicePersistence", "SluiceActors", "SluiceKafka", "SluiceTesting", "SluiceSharding",
+                "SluiceKafkaStreams", "SluiceStreams",
+            ],
             swiftSettings: strictSwiftSettings
         ),
         .testTarget(

@@ -3,11 +3,18 @@
 // with SIGKILL mid-stream and checks that the journal holds every acknowledged event.
 //
 // Usage: sluice-persistence-crash-helper <journal path> <entities> <events per entity> [full|normal]
+//
+// Two more modes run a counter entity per key behind a Kafka consumer (CounterConsumer.swift):
+//   sluice-persistence-crash-helper counter-consumer <bootstrap> <topic> <group> <journal path>
+//   sluice-persistence-crash-helper counter-report <journal path> <key>...
 import Foundation
 import SluicePersistence
 import Synchronization
 
 let arguments = CommandLine.arguments
+if arguments.count > 1, let mode = CounterMode(rawValue: arguments[1]) {
+    exit(await mode.run(Array(arguments.dropFirst(2))))
+}
 guard arguments.count >= 4, let entities = Int(arguments[2]), let eventsPerEntity = Int64(arguments[3]) else {
     FileHandle.standardError.write(
         Data(

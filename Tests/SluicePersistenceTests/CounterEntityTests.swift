@@ -5,7 +5,7 @@ import SluiceTesting
 import Synchronization
 import Testing
 
-enum CounterCommand: Sendable {
+enum CounterCommand: Codable, Sendable {
     case add(Int)
     /// Adds each amount as its own event (one command, several events).
     case addEach([Int])

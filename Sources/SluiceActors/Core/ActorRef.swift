@@ -26,6 +26,17 @@ public struct ActorRef<Message: Sendable>: Sendable, Hashable, CustomStringConve
         }
     }
 
+    /// A reference that is not an actor: each message sent to it is handed to `deliver` at once, on the sender's
+    /// task (it must not block). Pekko calls this a message adapter; use it to send an actor's reply somewhere else,
+    /// for example onto a Kafka topic.
+    /// - Parameter path: names the reference in logs and errors, for example `/kafka/replies/instance-1`.
+    public static func adapter(path: String, _ deliver: @escaping @Sendable (Message) -> Void) -> ActorRef {
+        ActorRef(target: .function(ActorIdentity(path: path, uid: ActorUID.next())) { message in
+            deliver(message)
+            return true
+        })
+    }
+
     /// Sends a message without waiting. When the mailbox is full (or the actor stopped) the message is not
     /// enqueued: it is counted as a dead letter and `false` is returned. Use ``send(_:)`` to wait for room instead.
     @discardableResult

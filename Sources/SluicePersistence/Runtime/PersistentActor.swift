@@ -3,8 +3,11 @@ public import SluiceActors
 /// A message to a persistent entity running as an actor: the command, the input offset it came from (if any), and
 /// where to send the reply (if anyone waits for one).
 public struct EntityEnvelope<Command: Sendable, Reply: Sendable>: Sendable {
+    /// What to do.
     public var command: Command
+    /// The input message the command came from: recorded with its events, and a redelivery of it is skipped.
     public var inputOffset: InputOffset?
+    /// Who gets the reply (see ``ActorRef/adapter(path:_:)`` for a reply that goes anywhere else).
     public var replyTo: ActorRef<Reply>?
 
     public init(_ command: Command, inputOffset: InputOffset? = nil, replyTo: ActorRef<Reply>? = nil) {
@@ -23,13 +26,21 @@ extension EventSourcedBehavior {
     /// ``MessageOutcome/processed`` means the input may be acknowledged. A failed journal write throws: the receipt
     /// is ``MessageOutcome/failed(_:)`` (the input is not acknowledged) and supervision decides: stop (the default),
     /// or restart, which recovers a fresh entity from the journal. The actor stops when an effect says so.
-    public func actorBehavior(journal: any Journal) -> Behavior<EntityEnvelope<Command, Reply>> {
+    ///
+    /// - Parameters:
+    ///   - onRecovered: called after each recovery (for metrics and logs).
+    ///   - onResult: called after each command handled (including those skipped as already applied).
+    public func actorBehavior(
+        journal: any Journal, onRecovered: @escaping @Sendable (RecoveryStatistics) -> Void = { _ in },
+        onResult: @escaping @Sendable (CommandResult<Reply>) -> Void = { _ in }
+    ) -> Behavior<EntityEnvelope<Command, Reply>> {
         let behavior = self
         return Behaviors.setup { _ in
             let entity = PersistentEntity(behavior, journal: journal)
-            try await entity.recover()
+            onRecovered(try await entity.recover())
             return Behaviors.receiveMessage { envelope in
                 let result = try await entity.handle(envelope.command, inputOffset: envelope.inputOffset)
+                onResult(result)
                 if let reply = result.reply { envelope.replyTo?.tell(reply) }
                 return result.stopped ? .stopped : .same
             }
