@@ -178,6 +178,7 @@ let package = Package(
             name: "sluice-bench",
             dependencies: [
                 "SluiceKafka", "SluiceBenchBaseline", "SluiceStreams", "SluiceKafkaStreams", "SluiceActors", "SluiceSharding",
+                "SluicePersistence",
                 "SluiceSidecar", "SluiceConnectors", "SluiceConnectorConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

@@ -133,7 +133,7 @@ struct EntityBenchCommand: AsyncParsableCommand {
             let count = max(messages, keyCount)
             let topic = "bench-entities-\(UInt32.random(in: 0...UInt32.max))"
             try await admin.createTopic(KafkaTopicSpecification(name: topic, partitions: 4))
-            try await produce(servers, topic: topic, count: count, keys: keyCount)
+            try await Self.produce(servers, topic: topic, count: count, keys: keyCount)
             let plain = try await runPipeline(servers, topic: topic, count: count, entities: nil)
             let system = ActorSystem(name: "throughput")
             var settings = ShardRegionSettings()
@@ -159,7 +159,7 @@ struct EntityBenchCommand: AsyncParsableCommand {
             + "entities >= 0.5x the plain committable pipeline)\n")
     }
 
-    func produce(_ servers: [String], topic: String, count: Int, keys: Int) async throws {
+    static func produce(_ servers: [String], topic: String, count: Int, keys: Int) async throws {
         let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(bootstrapServers: servers), logger: Self.logger)
         let payload = [UInt8](repeating: 0x61, count: 100)
         for index in 0..<count {
@@ -218,7 +218,7 @@ struct EntityBenchCommand: AsyncParsableCommand {
         for keyCount in parallelKeys.split(separator: ",").compactMap({ Int($0) }) {
             let topic = "bench-parallel-\(UInt32.random(in: 0...UInt32.max))"
             try await admin.createTopic(KafkaTopicSpecification(name: topic, partitions: 1))
-            try await produce(servers, topic: topic, count: parallelMessages, keys: keyCount)
+            try await Self.produce(servers, topic: topic, count: parallelMessages, keys: keyCount)
             // Seeded work durations, 0-5 ms, the same for every key count.
             var generator = SplitMix(seed: 42)
             let durations = (0..<parallelMessages).map { _ in Int(generator.next() % 5001) }  // microseconds

@@ -6,6 +6,7 @@ struct SluiceBenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice-bench",
         abstract: "Benchmarks of Sluice against raw-C baselines.",
-        subcommands: [KafkaBenchCommand.self, StreamBenchCommand.self, EntityBenchCommand.self, SidecarBenchCommand.self]
+        subcommands: [KafkaBenchCommand.self, StreamBenchCommand.self, EntityBenchCommand.self, PersistenceBenchCommand.self, SidecarBenchCommand.self,
+        ]
     )
 }

@@ -36,8 +36,10 @@ extension EventSourcedBehavior {
     ) -> Behavior<EntityEnvelope<Command, Reply>> {
         let behavior = self
         return Behaviors.setup { _ in
-            let entity = PersistentEntity(behavior, journal: journal)
-            onRecovered(try await entity.recover())
+            // The core, not the PersistentEntity actor: this actor's message loop already takes one message at a
+            // time, so a second actor would only add two hops per message.
+            let entity = PersistentEntityCore(behavior, journal: journal, recoveryPageSize: 1000)
+            onRecovered(try await entity.recoverIfNeeded())
             return Behaviors.receiveMessage { envelope in
                 let result = try await entity.handle(envelope.command, inputOffset: envelope.inputOffset)
                 onResult(result)

@@ -44,47 +44,37 @@ public struct CommandResult<Reply: Sendable>: Sendable {
 /// - Commands are serialized even when called concurrently (a FIFO gate; a Swift actor alone would interleave
 ///   commands at the journal write).
 public actor PersistentEntity<Command: Sendable, Event: Sendable, State: Sendable, Reply: Sendable> {
-    /// The behaviour this entity runs.
-    public nonisolated let behavior: EventSourcedBehavior<Command, Event, State, Reply>
-    /// The journal it persists to.
-    public nonisolated let journal: any Journal
-    /// Events read per journal call during recovery.
-    public nonisolated let recoveryPageSize: Int
-
-    /// The current state (the empty state before recovery).
-    public private(set) var state: State
-    /// The sequence number of the last event applied.
-    public private(set) var lastSequenceNumber: Int64 = 0
-    /// What recovery did (`nil` before it ran).
-    public private(set) var recoveryStatistics: RecoveryStatistics?
-    private var appliedInputOffsets: [InputPartition: Int64] = [:]
-    private var stoppedBecause: String?
+    private let core: PersistentEntityCore<Command, Event, State, Reply>
     private var isBusy = false
     private var waiters = Deque<CheckedContinuation<Void, Never>>()
 
-    private struct InputPartition: Hashable {
-        var topic: String
-        var partition: Int32
-    }
+    /// The behaviour this entity runs.
+    public nonisolated var behavior: EventSourcedBehavior<Command, Event, State, Reply> { core.behavior }
+    /// The journal it persists to.
+    public nonisolated var journal: any Journal { core.journal }
+    /// Events read per journal call during recovery.
+    public nonisolated var recoveryPageSize: Int { core.recoveryPageSize }
+
+    /// The current state (the empty state before recovery).
+    public var state: State { core.state }
+    /// The sequence number of the last event applied.
+    public var lastSequenceNumber: Int64 { core.lastSequenceNumber }
+    /// What recovery did (`nil` before it ran).
+    public var recoveryStatistics: RecoveryStatistics? { core.recoveryStatistics }
 
     public init(
         _ behavior: EventSourcedBehavior<Command, Event, State, Reply>, journal: any Journal,
         recoveryPageSize: Int = 1000
     ) {
-        self.behavior = behavior
-        self.journal = journal
-        self.recoveryPageSize = max(recoveryPageSize, 1)
-        self.state = behavior.emptyState
+        core = PersistentEntityCore(behavior, journal: journal, recoveryPageSize: recoveryPageSize)
     }
-
-    private var id: PersistenceID { behavior.persistenceID }
 
     /// Recovers the state from the journal if that has not happened yet (commands do it first anyway).
     @discardableResult
     public func recover() async throws(PersistenceError) -> RecoveryStatistics {
         await acquire()
         defer { release() }
-        return try await recoverIfNeeded()
+        return try await core.recoverIfNeeded()
     }
 
     /// Handles a command: recovers first if needed, runs the command handler, persists its events (with
@@ -101,6 +91,83 @@ public actor PersistentEntity<Command: Sendable, Event: Sendable, State: Sendabl
     {
         await acquire()
         defer { release() }
+        return try await core.handle(command, inputOffset: inputOffset)
+    }
+
+    /// Whether the entity has stopped (by its own effect or after a failed write).
+    public var isStopped: Bool { core.isStopped }
+
+    /// Whether a message at `offset` was applied already (its events, if any, are durable).
+    public func isAlreadyApplied(_ offset: InputOffset) -> Bool { core.isAlreadyApplied(offset) }
+
+    /// Takes the entity's turn (FIFO); commands do not interleave across their journal writes.
+    private func acquire() async {
+        guard isBusy else {
+            isBusy = true
+            return
+        }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+
+    private func release() {
+        if let next = waiters.popFirst() { next.resume() } else { isBusy = false }
+    }
+}
+
+/// The logic of ``PersistentEntity``: recovery, command handling and the applied-offsets bookkeeping, with no
+/// isolation of its own.
+///
+/// `@unchecked Sendable`: it is used by one caller at a time, never concurrently — by the ``PersistentEntity`` actor
+/// (under its FIFO gate, which holds across the journal write) or by the actor cell of
+/// ``EventSourcedBehavior/actorBehavior(journal:onRecovered:onResult:)``, whose message loop handles one message at a
+/// time and is the only code that reaches the core (it is created in the behaviour's setup and captured by its
+/// message handler only). Each such caller's accesses happen in order on one task, so no two accesses race.
+final class PersistentEntityCore<Command: Sendable, Event: Sendable, State: Sendable, Reply: Sendable>:
+    @unchecked Sendable
+{
+    /// The behaviour this entity runs.
+    let behavior: EventSourcedBehavior<Command, Event, State, Reply>
+    /// The journal it persists to.
+    let journal: any Journal
+    /// Events read per journal call during recovery.
+    let recoveryPageSize: Int
+
+    /// The current state (the empty state before recovery).
+    private(set) var state: State
+    /// The sequence number of the last event applied.
+    private(set) var lastSequenceNumber: Int64 = 0
+    /// What recovery did (`nil` before it ran).
+    private(set) var recoveryStatistics: RecoveryStatistics?
+    private var appliedInputOffsets: [InputPartition: Int64] = [:]
+    private var stoppedBecause: String?
+
+    private struct InputPartition: Hashable {
+        var topic: String
+        var partition: Int32
+    }
+
+    init(
+        _ behavior: EventSourcedBehavior<Command, Event, State, Reply>, journal: any Journal, recoveryPageSize: Int
+    ) {
+        self.behavior = behavior
+        self.journal = journal
+        self.recoveryPageSize = max(recoveryPageSize, 1)
+        self.state = behavior.emptyState
+    }
+
+    private var id: PersistenceID { behavior.persistenceID }
+
+
+    /// Handles a command: recovers first if needed, runs the command handler, persists its events (with
+    /// `inputOffset`), applies them, and computes the reply.
+    ///
+    /// - Parameter inputOffset: the input message the command came from. A command whose offset is at or below one
+    ///   already applied for the same topic partition is skipped (``CommandResult/skippedAsAlreadyApplied``). The
+    ///   offset is recorded with the command's events; a command without events records nothing (handlers are
+    ///   deterministic, so handling it again after a crash decides the same).
+    /// - Throws: the recovery error; ``PersistenceError/Code/encodingFailed`` (nothing was written, the entity goes
+    ///   on); a journal failure (the entity stops); ``PersistenceError/Code/entityStopped``.
+    func handle(_ command: Command, inputOffset: InputOffset?) async throws(PersistenceError) -> CommandResult<Reply> {
         try await recoverIfNeeded()
         if let stoppedBecause {
             throw PersistenceError(
@@ -149,10 +216,10 @@ public actor PersistentEntity<Command: Sendable, Event: Sendable, State: Sendabl
     }
 
     /// Whether the entity has stopped (by its own effect or after a failed write).
-    public var isStopped: Bool { stoppedBecause != nil }
+    var isStopped: Bool { stoppedBecause != nil }
 
     /// Whether a message at `offset` was applied already (its events, if any, are durable).
-    public func isAlreadyApplied(_ offset: InputOffset) -> Bool {
+    func isAlreadyApplied(_ offset: InputOffset) -> Bool {
         guard let applied = appliedInputOffsets[InputPartition(topic: offset.topic, partition: offset.partition)] else {
             return false
         }
@@ -162,7 +229,7 @@ public actor PersistentEntity<Command: Sendable, Event: Sendable, State: Sendabl
     // MARK: Recovery
 
     @discardableResult
-    private func recoverIfNeeded() async throws(PersistenceError) -> RecoveryStatistics {
+    func recoverIfNeeded() async throws(PersistenceError) -> RecoveryStatistics {
         if let recoveryStatistics { return recoveryStatistics }
         var recovered = behavior.emptyState
         var sequenceNumber: Int64 = 0
@@ -240,18 +307,5 @@ public actor PersistentEntity<Command: Sendable, Event: Sendable, State: Sendabl
     private func recordApplied(_ offset: InputOffset) {
         let key = InputPartition(topic: offset.topic, partition: offset.partition)
         appliedInputOffsets[key] = max(appliedInputOffsets[key] ?? .min, offset.offset)
-    }
-
-    /// Takes the entity's turn (FIFO); commands do not interleave across their journal writes.
-    private func acquire() async {
-        guard isBusy else {
-            isBusy = true
-            return
-        }
-        await withCheckedContinuation { waiters.append($0) }
-    }
-
-    private func release() {
-        if let next = waiters.popFirst() { next.resume() } else { isBusy = false }
     }
 }

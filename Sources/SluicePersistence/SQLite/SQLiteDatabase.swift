@@ -37,6 +37,13 @@ final class SQLiteDatabase {
         }
     }
 
+    /// Runs a statement without parameters or results through the statement cache (no parsing after the first
+    /// time): for statements run once per write, such as savepoints.
+    func run(cached sql: String) throws(SQLiteFailure) {
+        let statement = try prepared(sql)
+        try statement.run()
+    }
+
     /// The single value of a one-row query (a pragma).
     func scalarText(_ sql: String) throws(SQLiteFailure) -> String? {
         let statement = try prepared(sql)

@@ -198,13 +198,13 @@ final class SQLiteWriter: @unchecked Sendable {
     /// failure only when the transaction as a whole cannot go on.
     private func runInSavepoint(_ operation: any SQLiteOperation, store: SQLiteStore) -> (Bool, PersistenceError?) {
         do throws(SQLiteFailure) {
-            try store.database.execute("SAVEPOINT op")
+            try store.database.run(cached: "SAVEPOINT op")
         } catch {
             return (false, storageFailure(error, "cannot start a savepoint"))
         }
         if operation.execute(store) {
             do throws(SQLiteFailure) {
-                try store.database.execute("RELEASE op")
+                try store.database.run(cached: "RELEASE op")
             } catch {
                 return (false, storageFailure(error, "cannot release a savepoint"))
             }

@@ -1,0 +1,283 @@
+import ArgumentParser
+import Foundation
+import Logging
+import SluiceActors
+import SluiceKafka
+import SluiceKafkaStreams
+import SluicePersistence
+import SluiceSharding
+import SluiceStreams
+import Synchronization
+
+/// `sluice-bench persistence`: event-sourced entities. Throughput is compared with the non-persistent entity pipeline
+/// measured in the same run on the same topic.
+struct PersistenceBenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "persistence",
+        abstract: "Persistent entities: persisted events/s (SQLite, Kafka changelog) against non-persistent entities, recovery and restore times.")
+
+    @Option(help: "Messages per throughput run (one event each).")
+    var messages = 200_000
+
+    @Option(help: "Distinct keys (entities).")
+    var keys = 10_000
+
+    @Option(help: "Events of the entity whose recovery is timed.")
+    var recoveryEvents = 10_000
+
+    @Option(help: "Which parts to run, comma-separated: throughput, recovery, journal (SQLite appends alone).")
+    var parts = "throughput,recovery"
+
+    @Option(help: "Journals for the throughput part, comma-separated: sqlite, kafka, null (a journal storing nothing: the persistence layer's own cost).")
+    var journals = "sqlite,kafka"
+
+    @Option(help: "SQLite durability: full (fsync per commit, the default) or normal.")
+    var sqliteDurability = "full"
+
+    @Option(help: "SQLite operations per transaction (group commit size limit).")
+    var sqliteBatch = 512
+
+    @Option(help: "Bootstrap servers (host:port,...). Default: $SLUICE_BOOTSTRAP.")
+    var bootstrap: String?
+
+    static let logger: Logger = {
+        var logger = Logger(label: "sluice.bench")
+        logger.logLevel = .warning
+        return logger
+    }()
+
+    func run() async throws {
+        let selected = Set(parts.split(separator: ",").map(String.init))
+        guard let servers = bootstrap ?? ProcessInfo.processInfo.environment["SLUICE_BOOTSTRAP"] else {
+            throw ValidationError("no broker: pass --bootstrap or set SLUICE_BOOTSTRAP (scripts/bench starts one)")
+        }
+        let bootstrapServers = servers.split(separator: ",").map(String.init)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-bench-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        if selected.contains("throughput") { try await throughput(bootstrapServers, directory: directory) }
+        if selected.contains("recovery") { try await recovery(bootstrapServers, directory: directory) }
+        if selected.contains("journal") { try await journalCeiling(directory: directory) }
+    }
+
+    // MARK: journal ceiling
+
+    /// Appends straight to a SQLite journal from `keys` concurrent writers (no Kafka, no actors): the journal's own
+    /// ceiling.
+    func journalCeiling(directory: URL) async throws {
+        let journal = try await SQLiteJournal(path: directory.appendingPathComponent("ceiling.db").path)
+        let perWriter = max(messages / keys, 1)
+        let start = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for writer in 0..<keys {
+                group.addTask {
+                    let id = PersistenceID(entityType: "counter", entityID: "k\(writer)")
+                    for sequenceNumber in 1...Int64(perWriter) {
+                        try await journal.append(
+                            JournalAppend(
+                                persistenceID: id,
+                                events: [JournalEvent(sequenceNumber: sequenceNumber, manifest: "Event", version: 1, payload: Array("\"incremented\"".utf8))],
+                                inputOffset: InputOffset(topic: "bench", partition: Int32(writer % 4), offset: sequenceNumber)))
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let seconds = (ContinuousClock.now - start).seconds
+        let statistics = journal.statistics
+        await journal.close()
+        print(renderTable([
+            ["SQLite journal alone", "appends", "transactions", "seconds", "appends/s"],
+            ["\(grouped(Double(keys))) concurrent writers", grouped(Double(statistics.appends)), grouped(Double(statistics.writeTransactions)), fixed(seconds, 2), grouped(Double(statistics.appends) / seconds)],
+        ]))
+        print()
+    }
+
+    // MARK: throughput
+
+    func throughput(_ servers: [String], directory: URL) async throws {
+        let admin = try KafkaAdminClient(configuration: KafkaClientConfiguration(bootstrapServers: servers))
+        let topic = "bench-persistence-\(UInt32.random(in: 0...UInt32.max))"
+        try await admin.createTopic(KafkaTopicSpecification(name: topic, partitions: 4))
+        try await EntityBenchCommand.produce(servers, topic: topic, count: messages, keys: keys)
+        progress("  produced \(grouped(Double(messages))) messages over \(grouped(Double(keys))) keys")
+
+        // Non-persistent: the same entity shape (a counter) without a journal.
+        let plainSystem = ActorSystem(name: "plain")
+        var regionSettings = ShardRegionSettings()
+        regionSettings.maxLiveEntities = max(keys, 1000)
+        regionSettings.idleTimeout = nil
+        let region = try ShardRegion(system: plainSystem, typeKey: EntityTypeKey<Int>("count"), settings: regionSettings) { _ in
+            let total = Mutex(0)
+            return Behaviors.receiveMessage { value in
+                total.withLock { $0 += value }
+                return .same
+            }
+        }
+        let plain = try await measure(servers, topic: topic, handOff: { ShardedEntities.handOff($0, region: region) }) {
+            ShardedEntities.flow(region: region, parallelism: 10_000) { _ in 1 }
+        }
+        await region.shutdown()
+        await plainSystem.shutdown()
+        progress("  non-persistent entities: \(grouped(plain.rate)) msgs/s")
+
+        let selected = Set(journals.split(separator: ",").map(String.init))
+        var rows = [
+            ["pipeline (\(grouped(Double(keys))) entities)", "msgs/s = events/s", "ratio to non-persistent", "target"],
+            ["non-persistent entities", grouped(plain.rate), "1.00", ""],
+        ]
+        if selected.contains("sqlite") {
+            var configuration = SQLiteJournalConfiguration(path: directory.appendingPathComponent("throughput.db").path)
+            configuration.maxOperationsPerTransaction = sqliteBatch
+            configuration.durability = sqliteDurability == "normal" ? .normal : .full
+            let sqlite = try await SQLiteJournal(configuration)
+            let run = try await persistent(servers, topic: topic, journal: sqlite)
+            let statistics = sqlite.statistics
+            await sqlite.close()
+            progress("  SQLite journal: \(grouped(run.rate)) msgs/s, \(statistics.appends) appends in \(statistics.writeTransactions) transactions")
+            rows.append(["persistent, SQLite journal", grouped(run.rate), fixed(run.rate / plain.rate, 2), ">= 0.3"])
+        }
+        if selected.contains("null") {
+            let run = try await persistent(servers, topic: topic, journal: NullJournal())
+            progress("  null journal: \(grouped(run.rate)) msgs/s")
+            rows.append(["persistent, journal storing nothing", grouped(run.rate), fixed(run.rate / plain.rate, 2), ""])
+        }
+        let changelogTopic = "\(topic)-changelog"
+        if selected.contains("kafka") {
+            let changelog = try await KafkaChangelogJournal(
+                KafkaChangelogJournalConfiguration(bootstrapServers: servers, topic: changelogTopic, inputTopic: topic),
+                logger: Self.logger)
+            let run = try await persistent(servers, topic: topic, journal: changelog)
+            await changelog.close()
+            progress("  Kafka changelog journal: \(grouped(run.rate)) msgs/s")
+            rows.append(["persistent, Kafka changelog", grouped(run.rate), fixed(run.rate / plain.rate, 2), ">= 0.5"])
+        }
+        print(renderTable(rows))
+        print("(committable source → sharded entities → committer, 4 partitions, \(grouped(Double(messages))) messages, "
+            + "100-byte values; a persistent entity persists one event per message before its offset is committable)\n")
+        guard selected.contains("kafka") else { return }
+
+        // Restore: the changelog just written, read back by a new journal, all partitions, then one.
+        rows = [["changelog restore", "records", "entities", "events", "seconds", "records/s"]]
+        for partitions in [Array(Int32(0)..<4), [Int32(0)]] {
+            let journal = try await KafkaChangelogJournal(
+                KafkaChangelogJournalConfiguration(bootstrapServers: servers, topic: changelogTopic, inputTopic: topic),
+                logger: Self.logger)
+            let restored = try await journal.restore(partitions: partitions)
+            await journal.close()
+            let seconds = restored.duration.seconds
+            rows.append([
+                partitions.count == 1 ? "one partition" : "all \(partitions.count) partitions",
+                grouped(Double(restored.records)), grouped(Double(restored.entities)), grouped(Double(restored.events)),
+                fixed(seconds, 2), grouped(Double(restored.records) / seconds),
+            ])
+        }
+        print(renderTable(rows))
+        print("(what a new owner reads before a partition's entities take their first message)\n")
+    }
+
+    /// The persistent pipeline: counter entities persisting one event per message to `journal`.
+    func persistent(_ servers: [String], topic: String, journal: any Journal) async throws -> Measurement {
+        let system = ActorSystem(name: "persistent")
+        var settings = PersistentEntitiesSettings(entityType: "counter")
+        settings.region.maxLiveEntities = max(keys, 1000)
+        settings.region.idleTimeout = nil
+        let entities = try PersistentShardedEntities(
+            system: system, settings: settings, journal: journal, logger: Self.logger
+        ) { id in
+            Self.counter(id)
+        }
+        let result = try await measure(servers, topic: topic, handOff: entities.handOff) {
+            entities.flow(parallelism: 10_000) { _ in .increment }
+        }
+        await entities.shutdown()
+        await system.shutdown()
+        return result
+    }
+
+    enum Command: Codable, Sendable { case increment }
+    enum Event: Codable, Sendable { case incremented }
+
+    static func counter(_ id: PersistenceID, snapshotEvery: Int? = 1000) -> EventSourcedBehavior<Command, Event, Int, Int> {
+        EventSourcedBehavior(
+            persistenceID: id, emptyState: 0, snapshotEvery: snapshotEvery,
+            commandHandler: { _, _ in .persist(.incremented) }, eventHandler: { count, _ in count + 1 })
+    }
+
+    struct Measurement { var rate: Double }
+
+    /// Messages per second from the first message to the last acknowledgement, through `flow`.
+    func measure(
+        _ servers: [String], topic: String, handOff: (KafkaSourceSettings) -> KafkaSourceSettings,
+        flow: () -> Flow<CommittableMessage, EntityDelivery, Void>
+    ) async throws -> Measurement {
+        var consumer = KafkaConsumerConfiguration(bootstrapServers: servers, groupID: "bench-\(UInt32.random(in: 0...UInt32.max))")
+        consumer.sessionTimeout = .seconds(6)
+        var settings = KafkaSourceSettings(consumer: consumer, subscription: .topics([topic]))
+        settings.maxInFlightPerPartition = 10_000
+        settings = handOff(settings)
+        let acknowledged = AtomicCounter()
+        let failed = AtomicCounter()
+        let first = Mutex<ContinuousClock.Instant?>(nil)
+        let done = OneShotSignal()
+        let count = messages
+        let (control, completion) = try KafkaSource.committable(settings, logger: Self.logger)
+            .map { message -> CommittableMessage in
+                first.withLock { if $0 == nil { $0 = .now } }
+                return message
+            }
+            .via(flow())
+            .map { delivery -> CommittableOffset in
+                if !delivery.isProcessed { _ = failed.increment() }
+                if acknowledged.increment() == count { done.fire() }
+                return delivery.message.committableOffset
+            }
+            .toMat(KafkaCommitter.sink(), Keep.both).run()
+        await done.wait()
+        let end = ContinuousClock.now
+        _ = try await control.drainAndShutdown(completion, timeout: .seconds(30))
+        guard failed.value == 0 else { throw BenchError("\(failed.value) messages were not processed by their entity") }
+        return Measurement(rate: Double(count) / (end - first.withLock { $0! }).seconds)
+    }
+
+    // MARK: recovery
+
+    func recovery(_ servers: [String], directory: URL) async throws {
+        var rows = [["recovery of one entity", "events", "snapshot at", "events replayed", "milliseconds"]]
+        let sqlite = try await SQLiteJournal(path: directory.appendingPathComponent("recovery.db").path)
+        for snapshotEvery in [nil, 10_000] as [Int?] {
+            let id = PersistenceID(entityType: "counter", entityID: "recovery-\(snapshotEvery ?? 0)")
+            let writer = PersistentEntity(Self.counter(id, snapshotEvery: snapshotEvery), journal: sqlite)
+            for _ in 0..<recoveryEvents { _ = try await writer.handle(.increment) }
+            var timings: [Double] = []
+            var statistics: RecoveryStatistics?
+            for _ in 0..<5 {
+                let reader = PersistentEntity(Self.counter(id, snapshotEvery: snapshotEvery), journal: sqlite)
+                let start = ContinuousClock.now
+                statistics = try await reader.recover()
+                timings.append((ContinuousClock.now - start).seconds * 1000)
+                guard await reader.state == recoveryEvents else { throw BenchError("recovered the wrong state") }
+            }
+            rows.append([
+                "SQLite", grouped(Double(recoveryEvents)), statistics?.snapshotSequenceNumber.map { grouped(Double($0)) } ?? "none",
+                grouped(Double(statistics?.eventsReplayed ?? 0)), fixed(median(timings), 1),
+            ])
+        }
+        await sqlite.close()
+        print(renderTable(rows))
+        print("(median of 5 recoveries: read the snapshot, then replay the events after it)\n")
+    }
+}
+
+/// A journal that stores nothing: the throughput through it is the persistence layer's own cost (event encoding,
+/// offsets bookkeeping), without any storage.
+final class NullJournal: Journal {
+    let name = "null"
+    func append(_ append: JournalAppend) async throws(PersistenceError) {}
+    func readEvents(of id: PersistenceID, from sequenceNumber: Int64, limit: Int) async throws(PersistenceError) -> [JournalEvent] { [] }
+    func highestSequenceNumber(of id: PersistenceID) async throws(PersistenceError) -> Int64 { 0 }
+    func saveSnapshot(_ snapshot: JournalSnapshot, for id: PersistenceID) async throws(PersistenceError) {}
+    func loadSnapshot(of id: PersistenceID) async throws(PersistenceError) -> JournalSnapshot? { nil }
+    func inputOffsets(of id: PersistenceID) async throws(PersistenceError) -> [InputOffset] { [] }
+    func close() async {}
+}
