@@ -104,7 +104,8 @@ final class SQLiteStore {
         }
     }
 
-    /// Stores an append after checking its sequence numbers (the caller runs this in a savepoint).
+    /// Stores an append after checking its sequence numbers (in the open transaction; the writer undoes it if it
+    /// fails).
     func append(_ append: JournalAppend) throws(PersistenceError) {
         let id = append.persistenceID
         let highest = try highestSequenceNumber(of: id)

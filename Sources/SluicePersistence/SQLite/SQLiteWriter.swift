@@ -149,23 +149,40 @@ final class SQLiteWriter: @unchecked Sendable {
         }
     }
 
+    /// Runs a batch as one transaction and completes its operations.
+    ///
+    /// Optimistic first: every operation runs straight in the transaction (a savepoint per write costs two more
+    /// statements each). Only if a write fails is the transaction rolled back and the batch run again with each write
+    /// in its own savepoint, so that the failed write alone is undone and the others are stored.
     private func runTransaction(_ batch: [any SQLiteOperation], store: SQLiteStore) {
+        if case .writeFailed = attempt(batch, store: store, isolatingWrites: false) {
+            _ = attempt(batch, store: store, isolatingWrites: true)
+        }
+    }
+
+    private enum Attempt { case done, writeFailed }
+
+    private func attempt(_ batch: [any SQLiteOperation], store: SQLiteStore, isolatingWrites: Bool) -> Attempt {
         let writes = batch.reduce(0) { $0 + ($1.isWrite ? 1 : 0) }
         var storedWrites = 0
         var failure: PersistenceError?
         do throws(SQLiteFailure) {
-            try store.database.execute(writes > 0 ? "BEGIN IMMEDIATE" : "BEGIN")
+            try store.database.run(cached: writes > 0 ? "BEGIN IMMEDIATE" : "BEGIN")
         } catch {
             failure = storageFailure(error, "cannot begin a transaction")
         }
         if failure == nil {
             for operation in batch {
-                if operation.isWrite {
+                if operation.isWrite && isolatingWrites {
                     let (stored, transactionFailure) = runInSavepoint(operation, store: store)
                     if stored { storedWrites += 1 }
                     failure = transactionFailure
-                } else {
-                    _ = operation.execute(store)
+                } else if operation.execute(store) {
+                    if operation.isWrite { storedWrites += 1 }
+                } else if operation.isWrite && !store.isAutocommit {
+                    // A write failed, perhaps halfway: undo the whole attempt and isolate the writes.
+                    try? store.database.run(cached: "ROLLBACK")
+                    return .writeFailed
                 }
                 // SQLite rolls a whole transaction back by itself on some errors (disk full, I/O errors): then no
                 // operation of the batch is stored.
@@ -179,19 +196,20 @@ final class SQLiteWriter: @unchecked Sendable {
         }
         if failure == nil {
             do throws(SQLiteFailure) {
-                try store.database.execute("COMMIT")
+                try store.database.run(cached: "COMMIT")
             } catch {
                 failure = storageFailure(error, "the transaction did not commit")
             }
         }
         if failure != nil, !store.isAutocommit {
-            try? store.database.execute("ROLLBACK")
+            try? store.database.run(cached: "ROLLBACK")
         }
         if failure == nil && storedWrites > 0 {
             writeTransactions.wrappingAdd(1, ordering: .relaxed)
             committedWrites.wrappingAdd(storedWrites, ordering: .relaxed)
         }
         for operation in batch { operation.complete(transactionFailure: failure) }
+        return .done
     }
 
     /// Runs a write in a savepoint, undoing just this write if it fails. Returns whether the write is stored, and a
