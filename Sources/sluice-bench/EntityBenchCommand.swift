@@ -169,44 +169,18 @@ struct EntityBenchCommand: AsyncParsableCommand {
         try await producer.close()
     }
 
-    /// Messages per second from the first message to the last acknowledgement.
+    /// Messages per second from the first message to the last acknowledgement, through the region's entities or
+    /// (without a region) straight to the committer.
     func runPipeline(_ servers: [String], topic: String, count: Int, entities region: ShardRegion<Int>?) async throws -> Double {
-        var consumer = KafkaConsumerConfiguration(bootstrapServers: servers, groupID: "bench-\(UInt32.random(in: 0...UInt32.max))")
-        consumer.sessionTimeout = .seconds(6)
-        var settings = KafkaSourceSettings(consumer: consumer, subscription: .topics([topic]))
-        settings.maxInFlightPerPartition = 10_000
-        let acknowledged = AtomicCounter()
-        let first = Mutex<ContinuousClock.Instant?>(nil)
-        let done = OneShotSignal()
-        let count = count
-        @Sendable func counted(_ offset: CommittableOffset) -> CommittableOffset {
-            if acknowledged.increment() == count { done.fire() }
-            return offset
+        guard let region else {
+            return try await measureCommittablePipeline(
+                servers, topic: topic, count: count, logger: Self.logger,
+                stage: Flow<CommittableMessage, CommittableMessage, Void>().map(\.committableOffset))
         }
-        let source = KafkaSource.committable(settings, logger: Self.logger).map { message -> CommittableMessage in
-            first.withLock { if $0 == nil { $0 = .now } }
-            return message
-        }
-        let control: KafkaConsumerControl
-        let completion: StreamCompletion<Void>
-        if let region {
-            settings = ShardedEntities.handOff(settings, region: region)
-            (control, completion) = try KafkaSource.committable(settings, logger: Self.logger)
-                .map { message -> CommittableMessage in
-                    first.withLock { if $0 == nil { $0 = .now } }
-                    return message
-                }
-                .via(ShardedEntities.flow(region: region, parallelism: 10_000) { _ in 1 })
-                .map { counted($0.message.committableOffset) }
-                .toMat(KafkaCommitter.sink(), Keep.both).run()
-        } else {
-            (control, completion) = try source.map { counted($0.committableOffset) }.toMat(KafkaCommitter.sink(), Keep.both).run()
-        }
-        await done.wait()
-        let end = ContinuousClock.now
-        _ = try await control.drainAndShutdown(completion, timeout: .seconds(30))
-        let seconds = (end - first.withLock { $0! }).seconds
-        return Double(count) / seconds
+        return try await measureCommittablePipeline(
+            servers, topic: topic, count: count, logger: Self.logger,
+            settings: { ShardedEntities.handOff($0, region: region) },
+            stage: ShardedEntities.flow(region: region, parallelism: 10_000) { _ in 1 }.map(\.message.committableOffset))
     }
 
     // MARK: key-level parallelism (Confluent Parallel Consumer's published scenario)

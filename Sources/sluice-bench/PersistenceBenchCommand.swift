@@ -112,12 +112,14 @@ struct PersistenceBenchCommand: AsyncParsableCommand {
         var results: [(String, Double, String)] = []
         let selected = Set(journals.split(separator: ",").map(String.init))
         if selected.contains("null") {
-            let run = try await persistent(servers, topic: topic, journal: NullJournal())
+            let run = try await persistent(servers, topic: topic, journal: NullJournal(waits: false))
             progress("  null journal: \(grouped(run.rate)) msgs/s")
             results.append(("persistent, journal that stores nothing at once", run.rate, ""))
         }
         if selected.contains("waiting-null") {
-            let run = try await persistent(servers, topic: topic, journal: WaitingNullJournal())
+            let journal = NullJournal(waits: true)
+            let run = try await persistent(servers, topic: topic, journal: journal)
+            await journal.close()
             progress("  waiting null journal: \(grouped(run.rate)) msgs/s")
             results.append(("persistent, journal that waits but stores nothing", run.rate, ""))
         }
@@ -226,38 +228,20 @@ struct PersistenceBenchCommand: AsyncParsableCommand {
 
     struct Measurement { var rate: Double }
 
-    /// Messages per second from the first message to the last acknowledgement, through `flow`.
+    /// Messages per second through `flow` (every message must be processed by its entity).
     func measure(
-        _ servers: [String], topic: String, handOff: (KafkaSourceSettings) -> KafkaSourceSettings,
+        _ servers: [String], topic: String, handOff: @escaping (KafkaSourceSettings) -> KafkaSourceSettings,
         flow: () -> Flow<CommittableMessage, EntityDelivery, Void>
     ) async throws -> Measurement {
-        var consumer = KafkaConsumerConfiguration(bootstrapServers: servers, groupID: "bench-\(UInt32.random(in: 0...UInt32.max))")
-        consumer.sessionTimeout = .seconds(6)
-        var settings = KafkaSourceSettings(consumer: consumer, subscription: .topics([topic]))
-        settings.maxInFlightPerPartition = 10_000
-        settings = handOff(settings)
-        let acknowledged = AtomicCounter()
         let failed = AtomicCounter()
-        let first = Mutex<ContinuousClock.Instant?>(nil)
-        let done = OneShotSignal()
-        let count = messages
-        let (control, completion) = try KafkaSource.committable(settings, logger: Self.logger)
-            .map { message -> CommittableMessage in
-                first.withLock { if $0 == nil { $0 = .now } }
-                return message
-            }
-            .via(flow())
-            .map { delivery -> CommittableOffset in
+        let rate = try await measureCommittablePipeline(
+            servers, topic: topic, count: messages, logger: Self.logger, settings: handOff,
+            stage: flow().map { delivery in
                 if !delivery.isProcessed { _ = failed.increment() }
-                if acknowledged.increment() == count { done.fire() }
                 return delivery.message.committableOffset
-            }
-            .toMat(KafkaCommitter.sink(), Keep.both).run()
-        await done.wait()
-        let end = ContinuousClock.now
-        _ = try await control.drainAndShutdown(completion, timeout: .seconds(30))
+            })
         guard failed.value == 0 else { throw BenchError("\(failed.value) messages were not processed by their entity") }
-        return Measurement(rate: Double(count) / (end - first.withLock { $0! }).seconds)
+        return Measurement(rate: rate)
     }
 
     // MARK: recovery
@@ -289,42 +273,39 @@ struct PersistenceBenchCommand: AsyncParsableCommand {
     }
 }
 
-/// A journal that stores nothing: the throughput through it is the persistence layer's own cost (event encoding,
-/// offsets bookkeeping), without any storage.
-final class NullJournal: Journal {
-    let name = "null"
-    func append(_ append: JournalAppend) async throws(PersistenceError) {}
-    func readEvents(of id: PersistenceID, from sequenceNumber: Int64, limit: Int) async throws(PersistenceError) -> [JournalEvent] { [] }
-    func highestSequenceNumber(of id: PersistenceID) async throws(PersistenceError) -> Int64 { 0 }
-    func saveSnapshot(_ snapshot: JournalSnapshot, for id: PersistenceID) async throws(PersistenceError) {}
-    func loadSnapshot(of id: PersistenceID) async throws(PersistenceError) -> JournalSnapshot? { nil }
-    func inputOffsets(of id: PersistenceID) async throws(PersistenceError) -> [InputOffset] { [] }
-    func close() async {}
-}
-
-/// A journal that stores nothing but makes every append wait, like a real one, until another thread completes it (in
-/// batches, like group commit): the throughput through it is the cost of waiting for durability (a suspension and a
-/// resumption from another thread per message), without any storage.
+/// A journal that stores nothing. Returning at once (`waits: false`), the throughput through it is the persistence
+/// layer's own cost (event encoding, offsets bookkeeping); making every append wait until another thread completes
+/// it in batches, like group commit (`waits: true`), it is the cost of waiting for durability (a suspension and a
+/// resumption from another thread per message), still without any storage.
 ///
-/// `@unchecked Sendable`: `pending` is only read and written while holding `condition`'s lock.
-final class WaitingNullJournal: Journal, @unchecked Sendable {
-    let name = "waiting-null"
+/// `@unchecked Sendable`: `pending` and `isClosed` are only read and written while holding `condition`'s lock.
+final class NullJournal: Journal, @unchecked Sendable {
+    let name: String
+    private let waits: Bool
     private let condition = NSCondition()
     private var pending: [CheckedContinuation<Void, Never>] = []
-    init() {
-        let thread = Thread { [self] in
+    private var isClosed = false
+
+    init(waits: Bool) {
+        self.waits = waits
+        name = waits ? "waiting-null" : "null"
+        guard waits else { return }
+        Thread { [self] in
             while true {
                 condition.lock()
-                while pending.isEmpty { condition.wait() }
+                while pending.isEmpty && !isClosed { condition.wait() }
                 let batch = pending
                 pending = []
+                let closed = isClosed
                 condition.unlock()
                 for continuation in batch { continuation.resume() }
+                if closed { return }
             }
-        }
-        thread.start()
+        }.start()
     }
+
     func append(_ append: JournalAppend) async throws(PersistenceError) {
+        guard waits else { return }
         await withCheckedContinuation { continuation in
             condition.lock()
             pending.append(continuation)
@@ -332,10 +313,19 @@ final class WaitingNullJournal: Journal, @unchecked Sendable {
             condition.unlock()
         }
     }
+
     func readEvents(of id: PersistenceID, from sequenceNumber: Int64, limit: Int) async throws(PersistenceError) -> [JournalEvent] { [] }
     func highestSequenceNumber(of id: PersistenceID) async throws(PersistenceError) -> Int64 { 0 }
     func saveSnapshot(_ snapshot: JournalSnapshot, for id: PersistenceID) async throws(PersistenceError) {}
     func loadSnapshot(of id: PersistenceID) async throws(PersistenceError) -> JournalSnapshot? { nil }
     func inputOffsets(of id: PersistenceID) async throws(PersistenceError) -> [InputOffset] { [] }
-    func close() async {}
+
+    func close() async { markClosed() }
+
+    private func markClosed() {
+        condition.lock()
+        isClosed = true
+        condition.signal()
+        condition.unlock()
+    }
 }
