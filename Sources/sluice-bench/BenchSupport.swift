@@ -1,3 +1,4 @@
+import Logging
 import Foundation
 
 /// How fast one phase moved its messages.
@@ -98,4 +99,11 @@ func renderTable(_ rows: [[String]], leftAligned: Int = 1) -> String {
             return index < leftAligned ? cell + padding : padding + cell
         }.joined(separator: "  ").replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression)
     }.joined(separator: "\n")
+}
+
+/// The benchmarks' logger: warnings only, the figures are the output.
+func warningsOnlyLogger() -> Logger {
+    var logger = Logger(label: "sluice.bench")
+    logger.logLevel = .warning
+    return logger
 }

@@ -1,4 +1,5 @@
 import Logging
+import SluiceActors
 import SluiceKafka
 import SluiceKafkaStreams
 import SluiceStreams
@@ -35,4 +36,19 @@ func measureCommittablePipeline(
     let end = ContinuousClock.now
     _ = try await control.drainAndShutdown(completion, timeout: .seconds(30))
     return Double(count) / (end - first.withLock { $0! }).seconds
+}
+
+/// A region of entities that sum their messages, all kept alive (no passivation): the non-persistent entity the
+/// entity and persistence benchmarks compare with.
+func makeSumRegion(system: ActorSystem, keys: Int) throws -> ShardRegion<Int> {
+    var settings = ShardRegionSettings()
+    settings.maxLiveEntities = max(keys, 1000)
+    settings.idleTimeout = nil
+    return try ShardRegion(system: system, typeKey: EntityTypeKey<Int>("sum"), settings: settings) { _ in
+        let total = Mutex(0)
+        return Behaviors.receiveMessage { value in
+            total.withLock { $0 += value }
+            return .same
+        }
+    }
 }

@@ -37,11 +37,7 @@ struct EntityBenchCommand: AsyncParsableCommand {
     var bootstrap: String?
 
     /// Warnings only: the figures are the output.
-    static let logger: Logger = {
-        var logger = Logger(label: "sluice.bench")
-        logger.logLevel = .warning
-        return logger
-    }()
+    static let logger = warningsOnlyLogger()
 
     func run() async throws {
         let selected = Set(parts.split(separator: ",").map(String.init))
@@ -136,16 +132,7 @@ struct EntityBenchCommand: AsyncParsableCommand {
             try await Self.produce(servers, topic: topic, count: count, keys: keyCount)
             let plain = try await runPipeline(servers, topic: topic, count: count, entities: nil)
             let system = ActorSystem(name: "throughput")
-            var settings = ShardRegionSettings()
-            settings.maxLiveEntities = max(keyCount, 1000)
-            settings.idleTimeout = nil
-            let region = try ShardRegion(system: system, typeKey: EntityTypeKey<Int>("sum"), settings: settings) { _ in
-                let total = Mutex(0)
-                return Behaviors.receiveMessage { value in
-                    total.withLock { $0 += value }
-                    return .same
-                }
-            }
+            let region = try makeSumRegion(system: system, keys: keyCount)
             let entities = try await runPipeline(servers, topic: topic, count: count, entities: region)
             await region.shutdown()
             await system.shutdown()

@@ -43,11 +43,7 @@ struct PersistenceBenchCommand: AsyncParsableCommand {
     @Option(help: "Bootstrap servers (host:port,...). Default: $SLUICE_BOOTSTRAP.")
     var bootstrap: String?
 
-    static let logger: Logger = {
-        var logger = Logger(label: "sluice.bench")
-        logger.logLevel = .warning
-        return logger
-    }()
+    static let logger = warningsOnlyLogger()
 
     func run() async throws {
         let selected = Set(parts.split(separator: ",").map(String.init))
@@ -180,16 +176,7 @@ struct PersistenceBenchCommand: AsyncParsableCommand {
     /// The non-persistent pipeline: a counter entity per key, no journal. Messages per second.
     func nonPersistent(_ servers: [String], topic: String) async throws -> Double {
         let system = ActorSystem(name: "plain")
-        var regionSettings = ShardRegionSettings()
-        regionSettings.maxLiveEntities = max(keys, 1000)
-        regionSettings.idleTimeout = nil
-        let region = try ShardRegion(system: system, typeKey: EntityTypeKey<Int>("count"), settings: regionSettings) { _ in
-            let total = Mutex(0)
-            return Behaviors.receiveMessage { value in
-                total.withLock { $0 += value }
-                return .same
-            }
-        }
+        let region = try makeSumRegion(system: system, keys: keys)
         let run = try await measure(servers, topic: topic, handOff: { ShardedEntities.handOff($0, region: region) }) {
             ShardedEntities.flow(region: region, parallelism: 10_000) { _ in 1 }
         }

@@ -78,11 +78,7 @@ struct SidecarBenchCommand: AsyncParsableCommand {
             visibility: .hidden))
     var only: String?
 
-    static let logger: Logger = {
-        var logger = Logger(label: "sluice.bench")
-        logger.logLevel = .warning
-        return logger
-    }()
+    static let logger = warningsOnlyLogger()
 
     func selected(_ name: String) -> Bool {
         guard let only else { return true }

@@ -35,11 +35,7 @@ struct StreamBenchCommand: AsyncParsableCommand {
     @Option(help: "Python interpreter for the Python baseline.")
     var python = "python3"
 
-    static let logger: Logger = {
-        var logger = Logger(label: "sluice.bench")
-        logger.logLevel = .warning
-        return logger
-    }()
+    static let logger = warningsOnlyLogger()
 
     @Flag(help: "Measure only the stream core (no Kafka): elements per second through a few stages.")
     var coreOnly = false
