@@ -8,10 +8,37 @@ public protocol PartitionedJournal: Journal {
     /// Loads the partitions' entities; until it returns, their operations fail.
     /// - Returns: how many records, entities and events were read, and how long it took.
     @discardableResult
-    func restore(partitions: [Int32]) async throws(PersistenceError) -> KafkaChangelogRestoreStatistics
+    func restore(partitions: [Int32]) async throws(PersistenceError) -> PartitionRestoreStatistics
 
     /// Drops the partitions' entities (their partitions moved to another instance).
     func release(partitions: [Int32])
 }
 
 extension KafkaChangelogJournal: PartitionedJournal {}
+
+/// What a ``PartitionedJournal/restore(partitions:)`` read.
+public struct PartitionRestoreStatistics: Sendable, Hashable {
+    /// The restored partitions.
+    public var partitions: [Int32]
+    /// Records read (for the Kafka changelog: up to the restore's marker records).
+    public var records: Int
+    /// Entities found.
+    public var entities: Int
+    /// Events restored (acknowledged history).
+    public var events: Int
+    /// Records after the end of an entity's acknowledged history (from failed appends), ignored.
+    public var ignoredRecords: Int
+    /// How long the restore took.
+    public var duration: Duration
+
+    public init(
+        partitions: [Int32], records: Int, entities: Int, events: Int, ignoredRecords: Int, duration: Duration
+    ) {
+        self.partitions = partitions
+        self.records = records
+        self.entities = entities
+        self.events = events
+        self.ignoredRecords = ignoredRecords
+        self.duration = duration
+    }
+}

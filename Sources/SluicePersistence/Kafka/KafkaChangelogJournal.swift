@@ -48,22 +48,6 @@ public struct KafkaChangelogJournalConfiguration: Sendable {
     }
 }
 
-/// What a ``KafkaChangelogJournal/restore(partitions:)`` read.
-public struct KafkaChangelogRestoreStatistics: Sendable, Hashable {
-    /// The restored partitions.
-    public var partitions: [Int32]
-    /// Changelog records read (up to the restore's marker records).
-    public var records: Int
-    /// Entities found.
-    public var entities: Int
-    /// Events restored (acknowledged history).
-    public var events: Int
-    /// Event records after the end of an entity's acknowledged history (from failed appends), ignored.
-    public var ignoredRecords: Int
-    /// How long the restore took.
-    public var duration: Duration
-}
-
 /// A journal in a compacted, partitioned Kafka topic: the Kafka Streams state-store idea, with an entity's state
 /// moving with its input partition.
 ///
@@ -215,7 +199,7 @@ public final class KafkaChangelogJournal: Journal {
     ///   ``PersistenceError/Code/partitionMismatch`` when a record is in another partition than the partitioner
     ///   gives its entity (the changelog was written with another partitioner or partition count).
     @discardableResult
-    public func restore(partitions: [Int32]) async throws(PersistenceError) -> KafkaChangelogRestoreStatistics {
+    public func restore(partitions: [Int32]) async throws(PersistenceError) -> PartitionRestoreStatistics {
         let started = ContinuousClock.now
         let partitions = Array(Set(partitions)).sorted()
         if let bad = partitions.first(where: { $0 < 0 || $0 >= partitionCount }) {
@@ -233,7 +217,7 @@ public final class KafkaChangelogJournal: Journal {
         }
         do {
             let (outcomes, records) = try await readPartitions(partitions)
-            var statistics = KafkaChangelogRestoreStatistics(
+            var statistics = PartitionRestoreStatistics(
                 partitions: partitions, records: records, entities: 0, events: 0, ignoredRecords: 0,
                 duration: .zero)
             for outcome in outcomes.values {
