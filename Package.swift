@@ -131,7 +131,7 @@ let package = Package(
         .target(
             name: "SluiceConnectors",
             dependencies: [
-                "SluiceConnectorConfig", "SluiceKafka", "SluiceKafkaStreams", "SluiceStreams",
+                "SluiceConnectorConfig", "SluiceKafka", "SluiceKafkaStreams", "SluicePersistence", "SluiceStreams",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
@@ -209,6 +209,7 @@ let package = Package(
             name: "SluiceConnectorsTests",
             dependencies: [
                 "SluiceConnectorConfig", "SluiceConnectors", "SluiceSidecar", "SluiceKafka", "SluiceTesting",
+                "SluicePersistence",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -33,6 +33,15 @@ enum ConnectorReader {
         } else if let position = aggregatePositions.first, position != processors.count - 1 {
             reader.report("processors", "'\(reader.child("processors"))': the aggregate processor must come last (its output is the window results; put per-record processors before it)")
         }
+        if let source, source.pattern != nil || source.topics.count != 1 {
+            for (index, processor) in processors.enumerated() {
+                guard case .dedupe(let dedupe) = processor, case .kafka = dedupe.state else { continue }
+                reader.report(
+                    "processors",
+                    "'\(reader.child("processors[\(index)]")).dedupe.state': 'store: kafka' needs a source with exactly "
+                        + "one topic (the changelog is partitioned like it); use 'store: sqlite' or one topic")
+            }
+        }
         let sink = readOneOf(reader, key: "sink", types: sinkTypes) { type, node, path in
             readSink(type: type, node: node, path: path, diagnostics: diagnostics, environment: environment, defaultCluster: cluster)
         }
@@ -136,8 +145,11 @@ enum ConnectorReader {
                 let id = selector(reader, "id", required: true)
                 let window = reader.duration("window") ?? .seconds(600)
                 let maxIDs = reader.int("max_ids", range: 1...100_000_000) ?? 100_000
+                let state = reader.mapping("state").flatMap(readStateStore)
                 reader.finish()
-                return id.map { .dedupe(DedupeProcessorConfiguration(id: $0, window: window, maxIDs: maxIDs)) }
+                return id.map {
+                    .dedupe(DedupeProcessorConfiguration(id: $0, window: window, maxIDs: maxIDs, state: state))
+                }
             case "aggregate":
                 guard let reader = MappingReader(value, path: path, diagnostics: diagnostics) else { return nil }
                 return readAggregate(reader)
@@ -201,8 +213,31 @@ enum ConnectorReader {
         return .map(MapProcessorConfiguration(select: select, set: set, drop: drop))
     }
 
+    /// `state: { store: sqlite, path: … }` or `state: { store: kafka, topic: … }`.
+    private static func readStateStore(_ reader: MappingReader) -> StateStoreConfiguration? {
+        let store = reader.choice("store", ["sqlite": "sqlite", "kafka": "kafka"]) ?? "sqlite"
+        let path = reader.string("path")
+        let topic = reader.string("topic")
+        if store == "sqlite", topic != nil {
+            reader.report("topic", "'\(reader.child("topic"))' is for 'store: kafka'; an SQLite store takes 'path'")
+        }
+        if store == "kafka", path != nil {
+            reader.report("path", "'\(reader.child("path"))' is for 'store: sqlite'; a Kafka store takes 'topic'")
+        }
+        if let path, path.isEmpty { reader.report("path", "'\(reader.child("path"))' must not be empty") }
+        reader.finish()
+        return store == "kafka" ? .kafka(topic: topic) : .sqlite(path: path)
+    }
+
     private static func readAggregate(_ reader: MappingReader) -> ProcessorConfiguration? {
         let before = reader.diagnostics.diagnostics.count
+        if reader.has("state") {
+            reader.report(
+                "state",
+                "'\(reader.child("state"))': an aggregate needs no state store: its inputs stay uncommitted until their "
+                    + "window is emitted and delivered, so a restart or rebalance rebuilds open windows from Kafka "
+                    + "(see docs/connectors.md); remove 'state'")
+        }
         let key = selector(reader, "key", required: false) ?? .messageKey
         let function = reader.choice(
             "function", Dictionary(uniqueKeysWithValues: AggregateProcessorConfiguration.Function.allCases.map { ($0.rawValue, $0) }),
@@ -217,7 +252,7 @@ enum ConnectorReader {
         if let window, window <= .zero { reader.report("window", "'\(reader.child("window"))' must be longer than zero") }
         let grace = reader.duration("grace") ?? .zero
         let idle = reader.duration("idle_close") ?? .seconds(30)
-        reader.finish()
+        reader.finish(known: ["state"])
         guard reader.diagnostics.diagnostics.count == before, let function, let window else { return nil }
         return .aggregate(
             AggregateProcessorConfiguration(key: key, function: function, field: field, window: window, grace: grace, idleClose: idle))

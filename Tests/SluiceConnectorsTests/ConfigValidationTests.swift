@@ -71,6 +71,10 @@ import Testing
         .init(name: "number out of range", line: 25, replacement: "      commit_batch: 0", expectedLine: 25, expectedColumn: 21, expectedMessage: "'connectors[0].delivery.commit_batch' must be between 1 and 1000000, found 0"),
         .init(name: "YAML syntax error", line: 13, replacement: "  listen: [127.0.0.1:8474", expectedLine: 14, expectedColumn: 11, expectedMessage: "YAML syntax error"),
         .init(name: "bad listen address", line: 13, replacement: "  listen: localhost", expectedLine: 13, expectedColumn: 11, expectedMessage: "'server.listen' must be host:port"),
+        .init(name: "unknown state store", line: 21, replacement: "      - dedupe: { id: .order_id, window: 10m, state: { store: sqlit } }", expectedLine: 21, expectedColumn: 63, expectedMessage: "'connectors[0].processors[1].dedupe.state.store' must be one of kafka, sqlite, found 'sqlit' (did you mean 'sqlite'?)"),
+        .init(name: "state path with the Kafka store", line: 21, replacement: "      - dedupe: { id: .order_id, window: 10m, state: { store: kafka, path: /tmp/x.db } }", expectedLine: 21, expectedColumn: 76, expectedMessage: "'connectors[0].processors[1].dedupe.state.path' is for 'store: sqlite'; a Kafka store takes 'topic'"),
+        .init(name: "misspelt state key", line: 21, replacement: "      - dedupe: { id: .order_id, window: 10m, state: { stor: sqlite } }", expectedLine: 21, expectedColumn: 56, expectedMessage: "unknown key 'stor' in 'connectors[0].processors[1].dedupe.state' (did you mean 'store'?)"),
+        .init(name: "state on an aggregate", line: 21, replacement: "      - aggregate: { function: count, window: 1m, state: { store: sqlite } }", expectedLine: 21, expectedColumn: 58, expectedMessage: "an aggregate needs no state store"),
     ]
 
     static func broken(_ brokenCase: BrokenCase) -> String {
@@ -101,6 +105,32 @@ import Testing
                 "\(brokenCase.name): reported at \(match.location.line):\(match.location.column)")
         }
         #expect(!error.description.contains("s3cr3t-pa55"), "a secret leaked into diagnostics")
+    }
+
+    @Test func aKafkaStateStoreNeedsASingleInputTopic() throws {
+        let text = Self.base.replacingOccurrences(of: "topics: [orders]", with: "pattern: \"orders-.*\"")
+            .replacingOccurrences(of: "dedupe: { id: .order_id, window: 10m }", with: "dedupe: { id: .order_id, window: 10m, state: { store: kafka } }")
+        guard case .failure(let error) = ConfigurationLoader.load(text: text, file: "state.yaml", environment: Self.environment) else {
+            Issue.record("a Kafka state store over a pattern source was accepted")
+            return
+        }
+        #expect(error.diagnostics.contains { $0.message.contains("'store: kafka' needs a source with exactly one topic") }, "\(error.diagnostics)")
+    }
+
+    @Test func stateStoresAreRead() throws {
+        let sqlite = Self.base.replacingOccurrences(of: "dedupe: { id: .order_id, window: 10m }", with: "dedupe: { id: .order_id, window: 10m, state: {} }")
+        let kafka = Self.base.replacingOccurrences(of: "dedupe: { id: .order_id, window: 10m }", with: "dedupe: { id: .order_id, window: 10m, state: { store: kafka, topic: orders-seen } }")
+        let path = Self.base.replacingOccurrences(of: "dedupe: { id: .order_id, window: 10m }", with: "dedupe: { id: .order_id, window: 10m, state: { path: /var/lib/sluice/orders.db } }")
+        var stores: [StateStoreConfiguration?] = []
+        for text in [Self.base, sqlite, kafka, path] {
+            let connector = try ConfigurationLoader.load(text: text, file: "state.yaml", environment: Self.environment).get().connectors[0]
+            guard case .dedupe(let dedupe) = connector.processors[1] else {
+                Issue.record("not a dedupe")
+                return
+            }
+            stores.append(dedupe.state)
+        }
+        #expect(stores == [nil, .sqlite(path: nil), .kafka(topic: "orders-seen"), .sqlite(path: "/var/lib/sluice/orders.db")])
     }
 
     @Test func secretsNeverAppearInDiagnostics() throws {

@@ -140,6 +140,19 @@ public struct DedupeProcessorConfiguration: Sendable {
     public var id: KeySelector
     public var window: Duration
     public var maxIDs: Int
+    /// Where the remembered ids are kept so that they survive restarts (and, with Kafka, rebalances); `nil`: in
+    /// memory only.
+    public var state: StateStoreConfiguration?
+}
+
+/// `state:` of a stateful processor.
+public enum StateStoreConfiguration: Sendable, Equatable {
+    /// An embedded SQLite file of this instance (`path`; `nil`: `$SLUICE_STATE_DIR/<connector>.db`, the directory
+    /// defaulting to `sluice-state` under the working directory). State stays on the instance.
+    case sqlite(path: String?)
+    /// A compacted Kafka changelog topic on the connector's cluster, partitioned like the (single) input topic
+    /// (`topic`; `nil`: `<connector>-dedupe-state`). State moves with its partition between instances.
+    case kafka(topic: String?)
 }
 
 /// `aggregate:`: per-key tumbling windows over the records' own timestamps.

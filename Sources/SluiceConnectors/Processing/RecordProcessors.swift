@@ -19,6 +19,7 @@ public struct RecordProcessorChain: Sendable {
         case filter(FilterExpression)
         case map(MapProcessorConfiguration)
         case dedupe(DedupeWindow)
+        case persistentDedupe(PersistentDedupe)
         case http(ApplicationEndpoint)
     }
 
@@ -33,11 +34,21 @@ public struct RecordProcessorChain: Sendable {
         makeEndpoint: (HTTPEndpointConfiguration) -> ApplicationEndpoint,
         onRetry: @escaping @Sendable (RecordFailure) -> Void = { _ in }
     ) {
-        steps = processors.compactMap { processor in
+        self.init(processors, connector: connector, retry: retry, state: .none, makeEndpoint: makeEndpoint, onRetry: onRetry)
+    }
+
+    /// - Parameter state: the persistent state of processors configured with `state:`.
+    init(
+        _ processors: [ProcessorConfiguration], connector: String, retry: RetryPolicy, state: ProcessorStateStores,
+        makeEndpoint: (HTTPEndpointConfiguration) -> ApplicationEndpoint,
+        onRetry: @escaping @Sendable (RecordFailure) -> Void = { _ in }
+    ) {
+        steps = processors.enumerated().compactMap { index, processor in
             switch processor {
             case .filter(let expression): .filter(expression)
             case .map(let configuration): .map(configuration)
-            case .dedupe(let configuration): .dedupe(DedupeWindow(configuration))
+            case .dedupe(let configuration):
+                state.dedupes[index].map { .persistentDedupe($0) } ?? .dedupe(DedupeWindow(configuration))
             case .http(let configuration): .http(makeEndpoint(configuration))
             case .aggregate: nil
             }
@@ -75,6 +86,12 @@ public struct RecordProcessorChain: Sendable {
                     return .failed(input, RecordFailure(.permanent, errorClass: "MissingDedupeID", message: "the record has no \(window.configuration.id) to deduplicate by"), attempts: 1)
                 }
                 if window.isDuplicate(id) { return .skip }
+            case .persistentDedupe(let store):
+                guard let id = store.configuration.id.select(record.context(json: parsed())) else {
+                    return .failed(input, RecordFailure(.permanent, errorClass: "MissingDedupeID", message: "the record has no \(store.configuration.id) to deduplicate by"), attempts: 1)
+                }
+                // A journal failure throws: the pipeline restarts and the set is recovered from the journal.
+                if try await store.isDuplicate(id, record: input) { return .skip }
             case .http(let endpoint):
                 let current = record
                 let outcome = try await retry.run(onRetry: { failure, _ in onRetry(failure) }) {

@@ -17,7 +17,7 @@ struct ConnectorItem: Sendable {
 
 extension ConnectorRuntime {
     /// The connector's stream: Kafka source → per-record processors → (aggregation) → sink → committer.
-    func makeGraph() throws -> RunnableGraph<(KafkaConsumerControl, StreamCompletion<Void>)> {
+    func makeGraph(stores: ProcessorStateStores) throws -> RunnableGraph<(KafkaConsumerControl, StreamCompletion<Void>)> {
         guard let client = clients.client(cluster: configuration.cluster) else {
             throw KafkaError(code: .invalidConfiguration, message: "no Kafka cluster named '\(configuration.cluster)'")
         }
@@ -37,6 +37,8 @@ extension ConnectorRuntime {
         let labels = self.labels
         let logger = self.logger
         settings.onAssigned = { [weak self] partitions in
+            // Before the partitions' first message: their deduplication sets come back from the changelog.
+            await stores.assign(partitions)
             metrics.increment("sluice_rebalances_total", labels: labels)
             logger.info("assigned \(partitions.map(\.description).joined(separator: ", "))")
             self?.stateJoined()
@@ -45,6 +47,7 @@ extension ConnectorRuntime {
             self?.revokedPartitions(Set(partitions))
         }
         settings.onRevoked = { partitions in
+            stores.revoke(partitions)
             metrics.increment("sluice_rebalances_total", labels: labels)
             logger.info("revoked \(partitions.map(\.description).joined(separator: ", "))")
         }
@@ -53,7 +56,7 @@ extension ConnectorRuntime {
         let connectorName = configuration.name
         let httpClient = self.httpClient
         let chain = RecordProcessorChain(
-            configuration.processors, connector: connectorName, retry: retry,
+            configuration.processors, connector: connectorName, retry: retry, state: stores,
             makeEndpoint: { ApplicationEndpoint($0, client: httpClient) },
             onRetry: { _ in metrics.increment("sluice_messages_retried_total", labels: labels) })
         let entityKey = configuration.entityKey

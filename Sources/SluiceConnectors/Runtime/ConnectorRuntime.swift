@@ -84,69 +84,96 @@ public final class ConnectorRuntime: Sendable {
     public func run() async {
         var restarts = 0
         while !Task.isCancelled {
-            let graph: RunnableGraph<(KafkaConsumerControl, StreamCompletion<Void>)>
+            // The processors' state stores, opened for this run of the pipeline and closed after it (a restart
+            // recovers their state from the journals).
+            let stores: ProcessorStateStores
             do {
-                graph = try makeGraph()
+                stores = try await ProcessorStateStores.open(configuration, clients: clients, logger: logger)
             } catch {
-                fail(error)
-                return
-            }
-            let proceed: Bool = state.withLock { state in
-                guard !state.draining else { return false }
-                state.state = gate.isPaused ? .paused : .running
-                state.joined = false
-                return true
-            }
-            guard proceed else { break }
-            let control: KafkaConsumerControl
-            let completion: StreamCompletion<Void>
-            do {
-                (control, completion) = try graph.run()
-            } catch {
-                logger.error("cannot start the connector: \(error)")
-                state.withLock { $0.lastError = "\(error)" }
-                restarts += 1
-                await backoff(restarts)
-                continue
-            }
-            state.withLock {
-                $0.control = control
-                $0.completion = completion
-            }
-            let lagTask = Task { await refreshLag(control) }
-            defer { lagTask.cancel() }
-            do {
-                try await completion.value()
-                lagTask.cancel()
-                if state.withLock({ $0.draining }) { break }
-                // The source completed without a drain (its consumer was closed under it): start again.
-                await control.shutdown()
-            } catch let halted as ConnectorHalted {
-                lagTask.cancel()
-                logger.error("\(halted)")
-                state.withLock {
-                    $0.state = .halted
-                    $0.lastError = halted.description
-                }
-                metrics.increment("sluice_connector_halts_total", labels: labels)
-                await control.shutdown()
-                return
-            } catch {
-                lagTask.cancel()
                 if state.withLock({ $0.draining }) { break }
                 restarts += 1
-                logger.error("the pipeline failed (restart \(restarts) follows with backoff; uncommitted messages will be consumed again): \(error)")
+                logger.error("cannot open the processors' state (retrying with backoff): \(error)")
                 state.withLock {
                     $0.state = .restarting
                     $0.lastError = "\(error)"
                 }
-                metrics.increment("sluice_connector_restarts_total", labels: labels)
-                await control.abandon()
                 await backoff(restarts)
+                continue
             }
+            let outcome = await runOnce(stores: stores, restarts: &restarts)
+            await stores.close()
+            guard case .again = outcome else { break }
         }
         state.withLock { state in
             if state.state != .halted { state.state = .stopped }
+        }
+    }
+
+    private enum RunOutcome { case again, stop }
+
+    /// Runs the pipeline once: until it completes, fails (then waits out the backoff) or halts.
+    private func runOnce(stores: ProcessorStateStores, restarts: inout Int) async -> RunOutcome {
+        let graph: RunnableGraph<(KafkaConsumerControl, StreamCompletion<Void>)>
+        do {
+            graph = try makeGraph(stores: stores)
+        } catch {
+            fail(error)
+            return .stop
+        }
+        let proceed: Bool = state.withLock { state in
+            guard !state.draining else { return false }
+            state.state = gate.isPaused ? .paused : .running
+            state.joined = false
+            return true
+        }
+        guard proceed else { return .stop }
+        let control: KafkaConsumerControl
+        let completion: StreamCompletion<Void>
+        do {
+            (control, completion) = try graph.run()
+        } catch {
+            logger.error("cannot start the connector: \(error)")
+            state.withLock { $0.lastError = "\(error)" }
+            restarts += 1
+            await backoff(restarts)
+            return .again
+        }
+        state.withLock {
+            $0.control = control
+            $0.completion = completion
+        }
+        let lagTask = Task { await refreshLag(control) }
+        defer { lagTask.cancel() }
+        do {
+            try await completion.value()
+            lagTask.cancel()
+            if state.withLock({ $0.draining }) { return .stop }
+            // The source completed without a drain (its consumer was closed under it): start again.
+            await control.shutdown()
+            return .again
+        } catch let halted as ConnectorHalted {
+            lagTask.cancel()
+            logger.error("\(halted)")
+            state.withLock {
+                $0.state = .halted
+                $0.lastError = halted.description
+            }
+            metrics.increment("sluice_connector_halts_total", labels: labels)
+            await control.shutdown()
+            return .stop
+        } catch {
+            lagTask.cancel()
+            if state.withLock({ $0.draining }) { return .stop }
+            restarts += 1
+            logger.error("the pipeline failed (restart \(restarts) follows with backoff; uncommitted messages will be consumed again): \(error)")
+            state.withLock {
+                $0.state = .restarting
+                $0.lastError = "\(error)"
+            }
+            metrics.increment("sluice_connector_restarts_total", labels: labels)
+            await control.abandon()
+            await backoff(restarts)
+            return .again
         }
     }
 

@@ -17,6 +17,10 @@ public struct KafkaChangelogJournalConfiguration: Sendable {
     /// the restore finds its records in the wrong partitions and fails with
     /// ``PersistenceError/Code/partitionMismatch``.
     public var partitioner: KafkaPartitioner = .consistentRandom
+    /// Places entities whose partition is not given by their id (state kept per input partition, such as a
+    /// connector's deduplication set): a partition for such an entity, `nil` for the others, which go through
+    /// ``partitioner``. Must be the same for every journal reading the changelog. Default: none.
+    public var placement: (@Sendable (PersistenceID) -> Int32?)?
     /// The replication factor of a changelog topic the journal creates (-1: the broker's default).
     public var replicationFactor: Int32 = -1
     /// More topic configuration for a changelog topic the journal creates (`cleanup.policy` is always `compact`).
@@ -88,6 +92,7 @@ public final class KafkaChangelogJournal: Journal {
     /// How entity ids are placed in partitions.
     public let partitioner: KafkaPartitioner
     private let configuration: KafkaChangelogJournalConfiguration
+    private let placement: (@Sendable (PersistenceID) -> Int32?)?
     private let producer: KafkaProducer
     private let state = Mutex(State())
     private let logger: Logger
@@ -106,6 +111,7 @@ public final class KafkaChangelogJournal: Journal {
         self.name = name
         self.topic = configuration.topic
         self.partitioner = configuration.partitioner
+        self.placement = configuration.placement
         self.configuration = configuration
         self.logger = logger
         self.partitionCount = try await Self.ensureTopic(configuration, journal: name, logger: logger)
@@ -175,10 +181,12 @@ public final class KafkaChangelogJournal: Journal {
 
     // MARK: - Partitions
 
-    /// The partition of an entity, in the changelog and in the input topic: the configured partitioner applied to
-    /// the entity id (an empty id, which librdkafka would place randomly, goes to partition 0).
+    /// The partition of an entity, in the changelog and in the input topic: the configured placement if it places
+    /// the entity, else the configured partitioner applied to the entity id (an empty id, which librdkafka would place
+    /// randomly, goes to partition 0).
     public func partition(of id: PersistenceID) -> Int32 {
-        partitioner.partition(forKey: Array(id.entityID.utf8), partitionCount: partitionCount) ?? 0
+        if let placed = placement?(id), placed >= 0, placed < partitionCount { return placed }
+        return partitioner.partition(forKey: Array(id.entityID.utf8), partitionCount: partitionCount) ?? 0
     }
 
     /// The partitions restored and serving their entities.

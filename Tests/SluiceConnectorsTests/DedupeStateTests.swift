@@ -1,0 +1,144 @@
+import Foundation
+import SluiceConnectorConfig
+@testable import SluiceConnectors
+import SluiceKafka
+import SluicePersistence
+import SluiceTesting
+import Testing
+
+/// The persistent deduplication set of a `dedupe` processor with `state:`.
+@Suite struct DedupeStateTests {
+    static func temporaryPath() throws -> (URL, String) {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueTestName("dedupe-state"))
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        return (directory, directory.appendingPathComponent("state.db").path)
+    }
+
+    static let id = PersistenceID(entityType: PersistentDedupe.entityType, entityID: "test/0/orders/0")
+
+    @Test func idsSurviveARestartAndARedeliveryOfTheOriginalIsNotADuplicate() async throws {
+        let (directory, path) = try Self.temporaryPath()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let journal = try await SQLiteJournal(path: path)
+        let log = try await DedupeLog.recover(Self.id, journal: journal, window: .seconds(600), maxIDs: 1000)
+        #expect(try await log.isDuplicate("a", offset: 10) == false)
+        #expect(try await log.isDuplicate("b", offset: 11) == false)
+        #expect(try await log.isDuplicate("a", offset: 12) == true, "a second message with id a")
+        await journal.close()
+
+        // A new incarnation (after a crash or restart) recovers the ids from the journal.
+        let reopened = try await SQLiteJournal(path: path)
+        let recovered = try await DedupeLog.recover(Self.id, journal: reopened, window: .seconds(600), maxIDs: 1000)
+        #expect(await recovered.count == 2)
+        #expect(try await recovered.isDuplicate("a", offset: 13) == true, "a later duplicate of a")
+        // The message that first carried a, delivered again (its offset was not committed): not its own duplicate.
+        #expect(try await recovered.isDuplicate("a", offset: 10) == false)
+        #expect(try await recovered.isDuplicate("c", offset: 14) == false)
+        await reopened.close()
+    }
+
+    @Test func idsAreForgottenAfterTheWindowAndBeyondTheBound() async throws {
+        let (directory, path) = try Self.temporaryPath()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let journal = try await SQLiteJournal(path: path)
+        let log = try await DedupeLog.recover(Self.id, journal: journal, window: .seconds(60), maxIDs: 3)
+        let start: Int64 = 1_800_000_000_000
+        #expect(try await log.isDuplicate("a", offset: 1, now: start) == false)
+        #expect(try await log.isDuplicate("a", offset: 2, now: start + 59_000) == true)
+        // Past the window a is new again.
+        #expect(try await log.isDuplicate("a", offset: 3, now: start + 61_000) == false)
+        for (index, id) in ["b", "c", "d"].enumerated() {
+            #expect(try await log.isDuplicate(id, offset: Int64(4 + index), now: start + 62_000) == false)
+        }
+        // At most 3 ids: the oldest (a, seen again at 61 s) was forgotten first.
+        #expect(await log.count == 3)
+        #expect(try await log.isDuplicate("a", offset: 8, now: start + 62_000) == false)
+        await journal.close()
+    }
+
+    @Test func concurrentNewIdsShareWrites() async throws {
+        let (directory, path) = try Self.temporaryPath()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let journal = try await SQLiteJournal(path: path)
+        let log = try await DedupeLog.recover(Self.id, journal: journal, window: .seconds(600), maxIDs: 100_000)
+        let ids = 2000
+        let duplicates = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for index in 0..<ids { group.addTask { try await log.isDuplicate("id-\(index)", offset: Int64(index)) } }
+            return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        #expect(duplicates == 0)
+        let writes = journal.statistics.appends
+        #expect(writes < ids / 4, "\(writes) journal writes for \(ids) ids: they were not grouped")
+        await journal.close()
+        let reopened = try await SQLiteJournal(path: path)
+        let recovered = try await DedupeLog.recover(Self.id, journal: reopened, window: .seconds(600), maxIDs: 100_000)
+        #expect(await recovered.count == ids)
+        await reopened.close()
+        print("dedupe state: \(ids) concurrent new ids stored in \(writes) journal writes")
+    }
+
+    @Test func aFailedWriteRefusesEveryLaterCheck() async throws {
+        let (directory, path) = try Self.temporaryPath()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let journal = try await SQLiteJournal(path: path)
+        let log = try await DedupeLog.recover(Self.id, journal: journal, window: .seconds(600), maxIDs: 1000)
+        #expect(try await log.isDuplicate("a", offset: 1) == false)
+        await journal.close()
+        await #expect(throws: PersistenceError.self) { try await log.isDuplicate("b", offset: 2) }
+        // Even a check that needs no write: after a failure the set in memory is not trusted.
+        await #expect(throws: PersistenceError.self) { try await log.isDuplicate("a", offset: 3) }
+    }
+
+    /// A connector with `dedupe` and `state:`, run twice against the broker: the second run skips the ids the
+    /// first one delivered.
+    @Test(arguments: ["sqlite", "kafka"])
+    func duplicatesAreSkippedAcrossARestart(store: String) async throws {
+        try await withTestTopic(partitions: 2, prefix: "dedupe-state") { topic in
+            let output = uniqueTestName("deduped")
+            let group = uniqueTestName("dedupe-state")
+            let (directory, path) = try Self.temporaryPath()
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let state = store == "sqlite"
+                ? "{ store: sqlite, path: \"\(path)\" }" : "{ store: kafka, topic: \(uniqueTestName("seen")) }"
+            let yaml = """
+                kafka:
+                  default: { bootstrap: "${SLUICE_BOOTSTRAP}" }
+                server: { listen: "127.0.0.1:0" }
+                connectors:
+                  - name: dedupe-state
+                    source: { topics: [\(topic)], group: \(group), properties: { session.timeout.ms: "6000", heartbeat.interval.ms: "500" } }
+                    processors:
+                      - dedupe: { id: .id, window: 10m, state: \(state) }
+                    sink: { kafka: { topic: \(output) } }
+                """
+            let bootstrap = try await TestBroker.bootstrapServers().joined(separator: ",")
+            func produce(_ ids: [Int]) async throws {
+                // Keyed by id, so every copy of an id is in the same partition (a Kafka store dedupes per partition).
+                let lines = ids.map { "o\($0)|{\"id\":\"o\($0)\"}" }.joined(separator: "\n") + "\n"
+                let produced = try await Kcat.run(["-P", "-b", bootstrap, "-t", topic, "-K", "|"], input: Array(lines.utf8))
+                #expect(produced.status == 0)
+            }
+
+            try await produce(Array(0..<10))
+            let first = try await SidecarHarness.start(yaml)
+            try await Eventually.require(timeout: .seconds(60), "the first run delivers 10 orders") {
+                first.metric("sluice_messages_delivered_total", connector: "dedupe-state") >= 10
+            }
+            try await first.stop()
+
+            // Five ids again (new messages), five new ones.
+            try await produce(Array(0..<5) + Array(10..<15))
+            let second = try await SidecarHarness.start(yaml)
+            try await Eventually.require(timeout: .seconds(60), "the second run handles the 10 new messages") {
+                second.metric("sluice_messages_delivered_total", connector: "dedupe-state")
+                    + second.metric("sluice_messages_skipped_total", connector: "dedupe-state") >= 10
+            }
+            #expect(second.metric("sluice_messages_delivered_total", connector: "dedupe-state") == 5)
+            #expect(second.metric("sluice_messages_skipped_total", connector: "dedupe-state") == 5)
+            try await second.stop()
+            let read = try await Kcat.run(["-C", "-b", bootstrap, "-t", output, "-o", "beginning", "-c", "15", "-e", "-q", "-f", "%k\\n"])
+            let keys = read.standardOutputString.split(separator: "\n").map(String.init).sorted()
+            #expect(keys == (0..<15).map { "o\($0)" }.sorted(), "every id once in the output")
+        }
+    }
+}
