@@ -141,4 +141,67 @@ import Testing
             #expect(keys == (0..<15).map { "o\($0)" }.sorted(), "every id once in the output")
         }
     }
+
+    /// Two sidecars in one group with a Kafka store: when the second joins, the partitions it takes bring their
+    /// deduplication sets with them (restored from the changelog), so duplicates of ids the first one saw are
+    /// skipped wherever they land.
+    @Test func theSetMovesWithItsPartitionToAnotherInstance() async throws {
+        try await withTestTopic(partitions: 2, prefix: "dedupe-move") { topic in
+            let output = uniqueTestName("deduped")
+            let group = uniqueTestName("dedupe-move")
+            let yaml = """
+                kafka:
+                  default: { bootstrap: "${SLUICE_BOOTSTRAP}" }
+                server: { listen: "127.0.0.1:0" }
+                connectors:
+                  - name: dedupe-move
+                    source: { topics: [\(topic)], group: \(group), properties: { session.timeout.ms: "6000", heartbeat.interval.ms: "500" } }
+                    processors:
+                      - dedupe: { id: .id, window: 10m, state: { store: kafka, topic: \(uniqueTestName("seen")) } }
+                    sink: { kafka: { topic: \(output) } }
+                """
+            let bootstrap = try await TestBroker.bootstrapServers().joined(separator: ",")
+            func produce(_ ids: [Int]) async throws {
+                let lines = ids.map { "o\($0)|{\"id\":\"o\($0)\"}" }.joined(separator: "\n") + "\n"
+                let produced = try await Kcat.run(["-P", "-b", bootstrap, "-t", topic, "-K", "|"], input: Array(lines.utf8))
+                #expect(produced.status == 0)
+            }
+            func assigned(_ sidecar: SidecarHarness) async throws -> Int {
+                let (_, body) = try await sidecar.request("GET", "/v1/connectors/dedupe-move")
+                guard case .object(let status)? = JSONValue.parse(Array(body.utf8)),
+                    case .array(let partitions)? = status["assigned_partitions"]
+                else { return -1 }
+                return partitions.count
+            }
+            func handled(_ sidecars: [SidecarHarness]) -> (delivered: Double, skipped: Double) {
+                sidecars.reduce((0, 0)) { total, sidecar in
+                    (total.0 + sidecar.metric("sluice_messages_delivered_total", connector: "dedupe-move"),
+                     total.1 + sidecar.metric("sluice_messages_skipped_total", connector: "dedupe-move"))
+                }
+            }
+
+            // A alone sees o0-o19 (both partitions).
+            try await produce(Array(0..<20))
+            let a = try await SidecarHarness.start(yaml)
+            try await Eventually.require(timeout: .seconds(60), "A delivers 20 orders") { handled([a]).delivered >= 20 }
+            // B joins: each takes one partition; B's comes with A's set for it.
+            let b = try await SidecarHarness.start(yaml)
+            try await Eventually.require(timeout: .seconds(60), "A and B hold one partition each") {
+                let (onA, onB) = (try await assigned(a), try await assigned(b))
+                return onA == 1 && onB == 1
+            }
+            let before = handled([a, b])
+            try await produce(Array(0..<20) + Array(20..<30))
+            try await Eventually.require(timeout: .seconds(60), "the 30 new messages are handled") {
+                let now = handled([a, b])
+                return now.delivered + now.skipped - before.delivered - before.skipped >= 30
+            }
+            let after = handled([a, b])
+            #expect(after.skipped - before.skipped == 20, "every copy of o0-o19 is a duplicate on whichever instance")
+            #expect(after.delivered - before.delivered == 10)
+            #expect(b.metric("sluice_messages_skipped_total", connector: "dedupe-move") > 0, "B recognised ids it never saw")
+            try await b.stop()
+            try await a.stop()
+        }
+    }
 }
