@@ -47,4 +47,13 @@ public final class ActorContext<Message: Sendable>: Sendable {
 
     /// How many children this actor has.
     public var childCount: Int { cell.childCount }
+
+    /// Takes the receipt of the message being handled (``ActorRef/send(_:onProcessed:)``), so that the handler can
+    /// report the outcome later, for example once the message's effects are durable: the actor then goes on with its
+    /// next message at once. The handler must call the receipt exactly once, also when it throws afterwards (the cell
+    /// no longer does). Returns `nil` if the message came without a receipt, or outside a message handler.
+    public func takeReceipt() -> MessageReceipt? {
+        defer { cell.currentReceipt = nil }
+        return cell.currentReceipt
+    }
 }

@@ -60,6 +60,10 @@ final class ActorCell<Message: Sendable>: AnyActorCell, @unchecked Sendable {
         return created
     }
 
+    /// The receipt of the message being handled, until the handler takes it (``ActorContext/takeReceipt()``).
+    /// Touched only by the draining task.
+    var currentReceipt: MessageReceipt?
+
     /// A logger tagged with this actor's path (made when needed: a tagged logger costs an allocation per actor).
     var logger: Logger {
         var logger = system.logger
@@ -223,12 +227,15 @@ final class ActorCell<Message: Sendable>: AnyActorCell, @unchecked Sendable {
             envelope.receipt?(.dropped)
             return
         }
+        currentReceipt = envelope.receipt
         do {
             let next = try await onMessage(context, envelope.message)
-            envelope.receipt?(.processed)
+            currentReceipt?(.processed)
+            currentReceipt = nil
             await become(next, from: current)
         } catch {
-            envelope.receipt?(.failed(error))
+            currentReceipt?(.failed(error))
+            currentReceipt = nil
             await handleFailure(error)
         }
     }

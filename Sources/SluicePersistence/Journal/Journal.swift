@@ -101,6 +101,19 @@ public struct JournalAppend: Sendable {
     }
 }
 
+extension Journal {
+    public func submit(_ append: JournalAppend, completion: @escaping @Sendable (PersistenceError?) -> Void) {
+        Task {
+            do throws(PersistenceError) {
+                try await self.append(append)
+                completion(nil)
+            } catch {
+                completion(error)
+            }
+        }
+    }
+}
+
 extension JournalAppend {
     /// Checks what every journal requires of an append before storing it: sequence numbers start at 1 and are
     /// contiguous within the append.
@@ -140,6 +153,12 @@ public protocol Journal: Sendable {
 
     /// Stores `append` atomically; returns once it is durable.
     func append(_ append: JournalAppend) async throws(PersistenceError)
+
+    /// Stores `append` atomically like ``append(_:)``, without suspending the caller: `completion` runs once with
+    /// `nil` when it is durable, or with the error. Callers keep at most one submitted append per entity in flight
+    /// (the next one is submitted from the completion), so an implementation need not order appends of one entity.
+    /// The default runs ``append(_:)`` in a task; journals with a writer thread call back from it.
+    func submit(_ append: JournalAppend, completion: @escaping @Sendable (PersistenceError?) -> Void)
 
     /// The entity's events with sequence numbers from `sequenceNumber` on, in order, at most `limit` of them (read
     /// in pages so that replay needs bounded memory).

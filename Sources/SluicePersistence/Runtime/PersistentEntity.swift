@@ -133,9 +133,9 @@ final class PersistentEntityCore<Command: Sendable, Event: Sendable, State: Send
     let recoveryPageSize: Int
 
     /// The current state (the empty state before recovery).
-    private(set) var state: State
+    var state: State
     /// The sequence number of the last event applied.
-    private(set) var lastSequenceNumber: Int64 = 0
+    var lastSequenceNumber: Int64 = 0
     /// What recovery did (`nil` before it ran).
     private(set) var recoveryStatistics: RecoveryStatistics?
     private var appliedInputOffsets: [InputPartition: Int64] = [:]
@@ -155,7 +155,7 @@ final class PersistentEntityCore<Command: Sendable, Event: Sendable, State: Send
         self.state = behavior.emptyState
     }
 
-    private var id: PersistenceID { behavior.persistenceID }
+    var id: PersistenceID { behavior.persistenceID }
 
 
     /// Handles a command: recovers first if needed, runs the command handler, persists its events (with
@@ -181,23 +181,9 @@ final class PersistentEntityCore<Command: Sendable, Event: Sendable, State: Send
         var newState = state
         var newSequenceNumber = lastSequenceNumber
         if !effect.events.isEmpty {
-            var records: [JournalEvent] = []
-            records.reserveCapacity(effect.events.count)
-            for event in effect.events {
-                newSequenceNumber += 1
-                newState = behavior.eventHandler(newState, event)
-                do {
-                    records.append(
-                        JournalEvent(
-                            sequenceNumber: newSequenceNumber, manifest: behavior.eventCodec.manifest,
-                            version: behavior.eventCodec.version, payload: try behavior.eventCodec.encode(event)))
-                } catch {
-                    throw PersistenceError(
-                        .encodingFailed, journal: journal.name, persistenceID: id, sequenceNumber: newSequenceNumber,
-                        message: "the event could not be encoded (\(error)); nothing was written")
-                }
-            }
-            let snapshot = try snapshotIfDue(newState, from: lastSequenceNumber, to: newSequenceNumber)
+            let (records, snapshot, after) = try prepare(effect.events)
+            newState = after
+            newSequenceNumber = records.last!.sequenceNumber
             do throws(PersistenceError) {
                 try await journal.append(
                     JournalAppend(persistenceID: id, events: records, inputOffset: inputOffset, snapshot: snapshot))
@@ -287,7 +273,32 @@ final class PersistentEntityCore<Command: Sendable, Event: Sendable, State: Send
 
     // MARK: Helpers
 
-    private func snapshotIfDue(_ newState: State, from old: Int64, to new: Int64) throws(PersistenceError)
+    /// Folds `events` into the state (a copy) and encodes them with the next sequence numbers, with a snapshot of
+    /// the new state when one is due. Changes nothing.
+    func prepare(_ events: [Event]) throws(PersistenceError) -> ([JournalEvent], JournalSnapshot?, State) {
+        var newState = state
+        var newSequenceNumber = lastSequenceNumber
+        var records: [JournalEvent] = []
+        records.reserveCapacity(events.count)
+        for event in events {
+            newSequenceNumber += 1
+            newState = behavior.eventHandler(newState, event)
+            do {
+                records.append(
+                    JournalEvent(
+                        sequenceNumber: newSequenceNumber, manifest: behavior.eventCodec.manifest,
+                        version: behavior.eventCodec.version, payload: try behavior.eventCodec.encode(event)))
+            } catch {
+                throw PersistenceError(
+                    .encodingFailed, journal: journal.name, persistenceID: id, sequenceNumber: newSequenceNumber,
+                    message: "the event could not be encoded (\(error)); nothing was written")
+            }
+        }
+        let snapshot = try snapshotIfDue(newState, from: lastSequenceNumber, to: newSequenceNumber)
+        return (records, snapshot, newState)
+    }
+
+    func snapshotIfDue(_ newState: State, from old: Int64, to new: Int64) throws(PersistenceError)
         -> JournalSnapshot?
     {
         guard let every = behavior.snapshotEvery.map(Int64.init), every > 0, old / every != new / every else {
@@ -304,7 +315,7 @@ final class PersistentEntityCore<Command: Sendable, Event: Sendable, State: Send
         }
     }
 
-    private func recordApplied(_ offset: InputOffset) {
+    func recordApplied(_ offset: InputOffset) {
         let key = InputPartition(topic: offset.topic, partition: offset.partition)
         appliedInputOffsets[key] = max(appliedInputOffsets[key] ?? .min, offset.offset)
     }

@@ -93,6 +93,18 @@ public final class SQLiteJournal: Journal {
         try await writer.perform(write: true) { (store) throws(PersistenceError) in try store.append(append) }
     }
 
+    public func submit(_ append: JournalAppend, completion: @escaping @Sendable (PersistenceError?) -> Void) {
+        do throws(PersistenceError) {
+            try append.validateSequenceNumbers(journal: name)
+        } catch {
+            completion(error)
+            return
+        }
+        writer.submit(write: true, { (store) throws(PersistenceError) in try store.append(append) }) { result in
+            if case .failure(let error) = result { completion(error) } else { completion(nil) }
+        }
+    }
+
     public func readEvents(of id: PersistenceID, from sequenceNumber: Int64, limit: Int) async throws(PersistenceError)
         -> [JournalEvent]
     {

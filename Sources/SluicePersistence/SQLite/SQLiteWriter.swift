@@ -14,7 +14,7 @@ protocol SQLiteOperation: AnyObject, Sendable {
     func complete(transactionFailure: PersistenceError?)
 }
 
-/// One operation and the continuation waiting for it.
+/// One operation and whoever waits for its result (a suspended caller, or a completion callback).
 ///
 /// `@unchecked Sendable`: `result` is written by the writer thread in ``execute(_:)`` and read by the same thread
 /// in ``complete(transactionFailure:)``; the operation reaches that thread through the writer's lock (which orders
@@ -22,16 +22,16 @@ protocol SQLiteOperation: AnyObject, Sendable {
 final class SQLiteOperationBox<Value: Sendable>: SQLiteOperation, @unchecked Sendable {
     let isWrite: Bool
     private let body: @Sendable (SQLiteStore) throws(PersistenceError) -> Value
-    private let continuation: CheckedContinuation<Result<Value, PersistenceError>, Never>
+    private let completion: @Sendable (Result<Value, PersistenceError>) -> Void
     private var result: Result<Value, PersistenceError>?
 
     init(
         isWrite: Bool, body: @escaping @Sendable (SQLiteStore) throws(PersistenceError) -> Value,
-        continuation: CheckedContinuation<Result<Value, PersistenceError>, Never>
+        completion: @escaping @Sendable (Result<Value, PersistenceError>) -> Void
     ) {
         self.isWrite = isWrite
         self.body = body
-        self.continuation = continuation
+        self.completion = completion
     }
 
     func execute(_ store: SQLiteStore) -> Bool {
@@ -46,16 +46,16 @@ final class SQLiteOperationBox<Value: Sendable>: SQLiteOperation, @unchecked Sen
 
     func complete(transactionFailure: PersistenceError?) {
         if let transactionFailure {
-            continuation.resume(returning: .failure(transactionFailure))
+            completion(.failure(transactionFailure))
         } else if let result {
-            continuation.resume(returning: result)
+            completion(result)
         } else {
             preconditionFailure("a committed transaction ran every operation of its batch")
         }
     }
 
     /// Fails the operation without running it (the journal is closed).
-    func reject(_ error: PersistenceError) { continuation.resume(returning: .failure(error)) }
+    func reject(_ error: PersistenceError) { completion(.failure(error)) }
 }
 
 /// The journal's writer: one OS thread that owns the SQLite connection and runs every operation, batching whatever
@@ -115,21 +115,29 @@ final class SQLiteWriter: @unchecked Sendable {
         write isWrite: Bool, _ body: @escaping @Sendable (SQLiteStore) throws(PersistenceError) -> Value
     ) async throws(PersistenceError) -> Value {
         let result: Result<Value, PersistenceError> = await withCheckedContinuation { continuation in
-            let operation = SQLiteOperationBox(isWrite: isWrite, body: body, continuation: continuation)
-            condition.lock()
-            let accepted = !isClosing
-            if accepted {
-                pending.append(operation)
-                condition.signal()
-            }
-            condition.unlock()
-            if !accepted {
-                operation.reject(
-                    PersistenceError(
-                        .journalClosed, journal: journalName, message: "the journal was closed; open it again"))
-            }
+            submit(write: isWrite, body) { continuation.resume(returning: $0) }
         }
         return try result.get()
+    }
+
+    /// Queues `body` for the writer thread; `completion` runs on that thread once its transaction has ended (at once,
+    /// on the caller's thread, if the journal is closed). Operations run in the order they were submitted.
+    func submit<Value: Sendable>(
+        write isWrite: Bool, _ body: @escaping @Sendable (SQLiteStore) throws(PersistenceError) -> Value,
+        completion: @escaping @Sendable (Result<Value, PersistenceError>) -> Void
+    ) {
+        let operation = SQLiteOperationBox(isWrite: isWrite, body: body, completion: completion)
+        condition.lock()
+        let accepted = !isClosing
+        if accepted {
+            pending.append(operation)
+            condition.signal()
+        }
+        condition.unlock()
+        if !accepted {
+            operation.reject(
+                PersistenceError(.journalClosed, journal: journalName, message: "the journal was closed; open it again"))
+        }
     }
 
     /// The thread's loop: take everything queued (up to the batch limit), run it as one transaction, complete it.
