@@ -65,16 +65,42 @@ public enum KafkaCommitter {
                     return batch
                 }
 
+                var lastCoordinator: KafkaCommitCoordinator?
+                var run: [Int64] = []
+                func acknowledge(_ first: CommittableOffset, _ rest: [CommittableOffset]) {
+                    var ledger = first.ledger
+                    run.removeAll(keepingCapacity: true)
+                    run.append(first.offset)
+                    note(first.coordinator)
+                    for offset in rest {
+                        if offset.ledger !== ledger {
+                            ledger.acknowledge(contentsOf: run)
+                            run.removeAll(keepingCapacity: true)
+                            ledger = offset.ledger
+                            note(offset.coordinator)
+                        }
+                        run.append(offset.offset)
+                    }
+                    ledger.acknowledge(contentsOf: run)
+                }
+                func note(_ coordinator: KafkaCommitCoordinator) {
+                    guard coordinator !== lastCoordinator || coordinators.isEmpty else { return }
+                    lastCoordinator = coordinator
+                    coordinators[ObjectIdentifier(coordinator)] = coordinator
+                }
+
                 return {
                     guard !isFinished else { return nil }
                     pump.start()
                     while true {
                         let deadline = batchStart.map { $0.advanced(by: settings.maxInterval) }
                         switch try await pump.channel.receive(until: deadline, clock: deadline == nil ? nil : clock) {
-                        case .element(let offset):
-                            offset.ledger.acknowledge(offset.offset)
-                            coordinators[ObjectIdentifier(offset.coordinator)] = offset.coordinator
-                            pending += 1
+                        case .element(let first):
+                            // Chunked: take what else is buffered now (never more than the batch has room for),
+                            // and acknowledge each partition's run of offsets under one lock.
+                            let rest = pump.channel.drain(maxCount: settings.maxBatch - pending - 1)
+                            acknowledge(first, rest)
+                            pending += 1 + rest.count
                             if batchStart == nil { batchStart = clock.now }
                             if pending >= settings.maxBatch { return try await commit() }
                         case .timedOut:

@@ -73,6 +73,9 @@ public enum KafkaSource {
             let elements = StreamElements<CommittableMessage>.make {
                 var batch: [KafkaConsumerMessage] = []
                 var index = 0
+                // The ledger of the last message's partition: consecutive messages of a batch mostly share a
+                // partition, and looking the ledger up costs two locks and a hash of the topic name.
+                var lastLedger: PartitionLedger?
                 return {
                     while !control.isStopped {
                         if let ready = state.nextHeld(coordinator: coordinator) {
@@ -82,7 +85,7 @@ public enum KafkaSource {
                         if index < batch.count {
                             let message = batch[index]
                             index += 1
-                            if let admitted = state.admit(message, coordinator: coordinator) {
+                            if let admitted = state.admit(message, coordinator: coordinator, cached: &lastLedger) {
                                 counters.emit()
                                 return admitted
                             }
@@ -129,19 +132,42 @@ final class CommittableSourceState: Sendable {
 
     /// Hands a fresh message out (registered in its partition's ledger), holds it back (partition at its limit,
     /// or earlier messages of it held), or drops it (partition no longer owned).
-    func admit(_ message: KafkaConsumerMessage, coordinator: KafkaCommitCoordinator) -> CommittableMessage? {
+    ///
+    /// `cached` is the ledger used for the previous message; it is used again for a message of the same partition.
+    /// That is safe because the coordinator marks a ledger revoked before replacing or removing it: a cached
+    /// ledger that is no longer current answers `.notOwned`, and the message is then admitted against the
+    /// coordinator's current ledger, exactly as without the cache.
+    func admit(
+        _ message: KafkaConsumerMessage, coordinator: KafkaCommitCoordinator, cached: inout PartitionLedger?
+    ) -> CommittableMessage? {
         let partition = message.topicPartition
+        if let ledger = cached, ledger.topicPartition == partition {
+            if let admitted = admit(message, ledger: ledger, coordinator: coordinator, dropIfNotOwned: false) {
+                return admitted.message
+            }
+        }
         let ledger = coordinator.ledger(for: partition)
-        enum Outcome { case emit, hold(pause: Bool), drop }
+        cached = ledger
+        return admit(message, ledger: ledger, coordinator: coordinator, dropIfNotOwned: true)?.message
+    }
+
+    /// One admission against `ledger`; `nil` when the ledger is not the partition's owner and
+    /// `dropIfNotOwned` is false (the caller retries with the current ledger).
+    private func admit(
+        _ message: KafkaConsumerMessage, ledger: PartitionLedger, coordinator: KafkaCommitCoordinator,
+        dropIfNotOwned: Bool
+    ) -> (message: CommittableMessage?, Void)? {
+        let partition = message.topicPartition
+        enum Outcome { case emit, hold(pause: Bool), drop, retry }
         let outcome: Outcome = state.withLock { state in
-            if state.held[partition]?.isEmpty == false {  // no binding: a copy would make the append copy the deque
+            if state.heldCount > 0, state.held[partition]?.isEmpty == false {  // no binding: a copy would make the append copy the deque
                 state.held[partition]!.append(message)
                 state.heldCount += 1
                 return .hold(pause: false)
             }
             switch ledger.admit(message.offset) {
             case .registered: return .emit
-            case .notOwned: return .drop
+            case .notOwned: return dropIfNotOwned ? .drop : .retry
             case .blocked:
                 state.held[partition, default: []].append(message)
                 state.heldCount += 1
@@ -150,16 +176,21 @@ final class CommittableSourceState: Sendable {
         }
         switch outcome {
         case .emit:
-            return CommittableMessage(
-                message: message,
-                committableOffset: CommittableOffset(
-                    topicPartition: partition, offset: message.offset, ledger: ledger, coordinator: coordinator))
+            return (
+                CommittableMessage(
+                    message: message,
+                    committableOffset: CommittableOffset(
+                        topicPartition: partition, offset: message.offset, ledger: ledger, coordinator: coordinator)),
+                ()
+            )
         case .hold(let pause):
             if pause, let consumer = consumerBox.get() {
                 do { try consumer.pause([partition]) } catch { logger.warning("cannot pause \(partition): \(error)") }
             }
-            return nil
+            return (nil, ())
         case .drop:
+            return (nil, ())
+        case .retry:
             return nil
         }
     }

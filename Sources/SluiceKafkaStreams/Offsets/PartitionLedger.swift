@@ -81,6 +81,26 @@ final class PartitionLedger: Sendable {
         if unblocked { onUnblocked(topicPartition) }
     }
 
+    /// Records several acknowledgements under one lock (a committer's chunk of one partition).
+    func acknowledge<Offsets: Sequence<Int64>>(contentsOf offsets: Offsets) {
+        let (waiters, unblocked): ([CheckedContinuation<Void, Never>], Bool) = state.withLock { state in
+            guard state.phase != .revoked else { return ([], false) }
+            var changed = false
+            for offset in offsets where state.tracker.acknowledge(offset) { changed = true }
+            guard changed else { return ([], false) }
+            var unblocked = false
+            if state.isBlocked && state.tracker.outstanding <= maxInFlight / 2 {
+                state.isBlocked = false
+                unblocked = true
+            }
+            guard state.tracker.outstanding == 0 else { return ([], unblocked) }
+            defer { state.idleWaiters = [] }
+            return (state.idleWaiters, unblocked)
+        }
+        for waiter in waiters { waiter.resume() }
+        if unblocked { onUnblocked(topicPartition) }
+    }
+
     /// The position to commit now, if it moved past the last commit and the partition is still owned.
     func positionToCommit() -> Int64? {
         state.withLock { state in

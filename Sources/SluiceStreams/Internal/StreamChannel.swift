@@ -229,6 +229,27 @@ public final class StreamChannel<Element: Sendable>: Sendable {
         receiver?.resume(returning: result)
     }
 
+    /// Takes up to `maxCount` elements that are buffered now, without waiting, under one lock (a chunked
+    /// receive: a stage that handles elements in groups pays one lock and at most one wake-up per chunk instead of
+    /// per element). Senders waiting for room are woken, one per element taken. Returns an empty array when
+    /// nothing is buffered; the end or a failure is left for the next ``receive()``.
+    public func drain(maxCount: Int) -> [Element] {
+        guard maxCount > 0 else { return [] }
+        var sendersToWake: [CheckedContinuation<Bool, Never>] = []
+        let taken: [Element] = state.withLock { state in
+            let count = min(maxCount, state.buffer.count)
+            guard count > 0 else { return [] }
+            let taken = Array(state.buffer.prefix(count))
+            state.buffer.removeFirst(count)
+            while sendersToWake.count < count, let sender = state.senders.popFirst() {
+                sendersToWake.append(sender.continuation)
+            }
+            return taken
+        }
+        for sender in sendersToWake { sender.resume(returning: true) }
+        return taken
+    }
+
     private func takeImmediately() throws -> ReceiveResult? {
         var senderToWake: CheckedContinuation<Bool, Never>?
         let result: ReceiveResult? = try state.withLock { state in
