@@ -58,8 +58,11 @@ struct BackpressureAndRebalanceTests {
                 // Sampling over two seconds is the measurement itself, not synchronisation.
                 try await Task.sleep(for: .milliseconds(100))
             }
+            // The message bounds above are the proof; resident memory is a sanity check against gross buffering: the
+            // 200,000 waiting messages would take well over 64 MiB as consumer messages. Other suites run in this
+            // process at the same time and allocate too, so the allowance is generous.
             let growth = residentSamples.max()! - residentSamples.min()!
-            #expect(growth < 16 << 20, "resident memory grew by \(growth >> 20) MiB while stalled")
+            #expect(growth < 32 << 20, "resident memory grew by \(growth >> 20) MiB while stalled")
             print("stalled: \(processed.withLock { $0 }) processed, in flight \(control.metrics.inFlight.values.reduce(0, +)), resident \(residentSamples.last! >> 20) MiB (growth \(growth >> 10) KiB)")
 
             stalled.open()
