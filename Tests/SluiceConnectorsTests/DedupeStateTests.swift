@@ -16,19 +16,49 @@ import Testing
 
     static let id = PersistenceID(entityType: PersistentDedupe.entityType, entityID: "test/0/orders/0")
 
+    /// A connector reading `topic` with a `dedupe` on `.id` whose state is `state` (YAML), into the topic `output`.
+    static func connectorYAML(name: String, topic: String, group: String, state: String, output: String) -> String {
+        """
+        kafka:
+          default: { bootstrap: "${SLUICE_BOOTSTRAP}" }
+        server: { listen: "127.0.0.1:0" }
+        connectors:
+          - name: \(name)
+            source: { topics: [\(topic)], group: \(group), properties: { session.timeout.ms: "6000", heartbeat.interval.ms: "500" } }
+            processors:
+              - dedupe: { id: .id, window: 10m, state: \(state) }
+            sink: { kafka: { topic: \(output) } }
+        """
+    }
+
+    /// Produces `{"id":"oN"}` keyed `oN` for each N: keyed by id, so every copy of an id is in the same partition (a
+    /// Kafka store dedupes per partition).
+    static func produceOrders(_ ids: [Int], topic: String) async throws {
+        let bootstrap = try await TestBroker.bootstrapServers().joined(separator: ",")
+        let lines = ids.map { "o\($0)|{\"id\":\"o\($0)\"}" }.joined(separator: "\n") + "\n"
+        let produced = try await Kcat.run(["-P", "-b", bootstrap, "-t", topic, "-K", "|"], input: Array(lines.utf8))
+        #expect(produced.status == 0)
+    }
+
+    /// A SQLite journal at `path` and the test partition's set recovered from it.
+    static func open(_ path: String, window: Duration = .seconds(600), maxIDs: Int = 1000) async throws
+        -> (SQLiteJournal, DedupeLog)
+    {
+        let journal = try await SQLiteJournal(path: path)
+        return (journal, try await DedupeLog.recover(id, journal: journal, window: window, maxIDs: maxIDs))
+    }
+
     @Test func idsSurviveARestartAndARedeliveryOfTheOriginalIsNotADuplicate() async throws {
         let (directory, path) = try Self.temporaryPath()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let journal = try await SQLiteJournal(path: path)
-        let log = try await DedupeLog.recover(Self.id, journal: journal, window: .seconds(600), maxIDs: 1000)
+        let (journal, log) = try await Self.open(path)
         #expect(try await log.isDuplicate("a", offset: 10) == false)
         #expect(try await log.isDuplicate("b", offset: 11) == false)
         #expect(try await log.isDuplicate("a", offset: 12) == true, "a second message with id a")
         await journal.close()
 
         // A new incarnation (after a crash or restart) recovers the ids from the journal.
-        let reopened = try await SQLiteJournal(path: path)
-        let recovered = try await DedupeLog.recover(Self.id, journal: reopened, window: .seconds(600), maxIDs: 1000)
+        let (reopened, recovered) = try await Self.open(path)
         #expect(await recovered.count == 2)
         #expect(try await recovered.isDuplicate("a", offset: 13) == true, "a later duplicate of a")
         // The message that first carried a, delivered again (its offset was not committed): not its own duplicate.
@@ -40,8 +70,7 @@ import Testing
     @Test func idsAreForgottenAfterTheWindowAndBeyondTheBound() async throws {
         let (directory, path) = try Self.temporaryPath()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let journal = try await SQLiteJournal(path: path)
-        let log = try await DedupeLog.recover(Self.id, journal: journal, window: .seconds(60), maxIDs: 3)
+        let (journal, log) = try await Self.open(path, window: .seconds(60), maxIDs: 3)
         let start: Int64 = 1_800_000_000_000
         #expect(try await log.isDuplicate("a", offset: 1, now: start) == false)
         #expect(try await log.isDuplicate("a", offset: 2, now: start + 59_000) == true)
@@ -59,8 +88,7 @@ import Testing
     @Test func concurrentNewIdsShareWrites() async throws {
         let (directory, path) = try Self.temporaryPath()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let journal = try await SQLiteJournal(path: path)
-        let log = try await DedupeLog.recover(Self.id, journal: journal, window: .seconds(600), maxIDs: 100_000)
+        let (journal, log) = try await Self.open(path, maxIDs: 100_000)
         let ids = 2000
         let duplicates = try await withThrowingTaskGroup(of: Bool.self) { group in
             for index in 0..<ids { group.addTask { try await log.isDuplicate("id-\(index)", offset: Int64(index)) } }
@@ -70,8 +98,7 @@ import Testing
         let writes = journal.statistics.appends
         #expect(writes < ids / 4, "\(writes) journal writes for \(ids) ids: they were not grouped")
         await journal.close()
-        let reopened = try await SQLiteJournal(path: path)
-        let recovered = try await DedupeLog.recover(Self.id, journal: reopened, window: .seconds(600), maxIDs: 100_000)
+        let (reopened, recovered) = try await Self.open(path, maxIDs: 100_000)
         #expect(await recovered.count == ids)
         await reopened.close()
         print("dedupe state: \(ids) concurrent new ids stored in \(writes) journal writes")
@@ -80,8 +107,7 @@ import Testing
     @Test func aFailedWriteRefusesEveryLaterCheck() async throws {
         let (directory, path) = try Self.temporaryPath()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let journal = try await SQLiteJournal(path: path)
-        let log = try await DedupeLog.recover(Self.id, journal: journal, window: .seconds(600), maxIDs: 1000)
+        let (journal, log) = try await Self.open(path)
         #expect(try await log.isDuplicate("a", offset: 1) == false)
         await journal.close()
         await #expect(throws: PersistenceError.self) { try await log.isDuplicate("b", offset: 2) }
@@ -100,24 +126,9 @@ import Testing
             defer { try? FileManager.default.removeItem(at: directory) }
             let state = store == "sqlite"
                 ? "{ store: sqlite, path: \"\(path)\" }" : "{ store: kafka, topic: \(uniqueTestName("seen")) }"
-            let yaml = """
-                kafka:
-                  default: { bootstrap: "${SLUICE_BOOTSTRAP}" }
-                server: { listen: "127.0.0.1:0" }
-                connectors:
-                  - name: dedupe-state
-                    source: { topics: [\(topic)], group: \(group), properties: { session.timeout.ms: "6000", heartbeat.interval.ms: "500" } }
-                    processors:
-                      - dedupe: { id: .id, window: 10m, state: \(state) }
-                    sink: { kafka: { topic: \(output) } }
-                """
+            let yaml = Self.connectorYAML(name: "dedupe-state", topic: topic, group: group, state: state, output: output)
             let bootstrap = try await TestBroker.bootstrapServers().joined(separator: ",")
-            func produce(_ ids: [Int]) async throws {
-                // Keyed by id, so every copy of an id is in the same partition (a Kafka store dedupes per partition).
-                let lines = ids.map { "o\($0)|{\"id\":\"o\($0)\"}" }.joined(separator: "\n") + "\n"
-                let produced = try await Kcat.run(["-P", "-b", bootstrap, "-t", topic, "-K", "|"], input: Array(lines.utf8))
-                #expect(produced.status == 0)
-            }
+            func produce(_ ids: [Int]) async throws { try await Self.produceOrders(ids, topic: topic) }
 
             try await produce(Array(0..<10))
             let first = try await SidecarHarness.start(yaml)
@@ -149,23 +160,10 @@ import Testing
         try await withTestTopic(partitions: 2, prefix: "dedupe-move") { topic in
             let output = uniqueTestName("deduped")
             let group = uniqueTestName("dedupe-move")
-            let yaml = """
-                kafka:
-                  default: { bootstrap: "${SLUICE_BOOTSTRAP}" }
-                server: { listen: "127.0.0.1:0" }
-                connectors:
-                  - name: dedupe-move
-                    source: { topics: [\(topic)], group: \(group), properties: { session.timeout.ms: "6000", heartbeat.interval.ms: "500" } }
-                    processors:
-                      - dedupe: { id: .id, window: 10m, state: { store: kafka, topic: \(uniqueTestName("seen")) } }
-                    sink: { kafka: { topic: \(output) } }
-                """
-            let bootstrap = try await TestBroker.bootstrapServers().joined(separator: ",")
-            func produce(_ ids: [Int]) async throws {
-                let lines = ids.map { "o\($0)|{\"id\":\"o\($0)\"}" }.joined(separator: "\n") + "\n"
-                let produced = try await Kcat.run(["-P", "-b", bootstrap, "-t", topic, "-K", "|"], input: Array(lines.utf8))
-                #expect(produced.status == 0)
-            }
+            let yaml = Self.connectorYAML(
+                name: "dedupe-move", topic: topic, group: group,
+                state: "{ store: kafka, topic: \(uniqueTestName("seen")) }", output: output)
+            func produce(_ ids: [Int]) async throws { try await Self.produceOrders(ids, topic: topic) }
             func assigned(_ sidecar: SidecarHarness) async throws -> Int {
                 let (_, body) = try await sidecar.request("GET", "/v1/connectors/dedupe-move")
                 guard case .object(let status)? = JSONValue.parse(Array(body.utf8)),

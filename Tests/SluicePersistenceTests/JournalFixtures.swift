@@ -163,24 +163,13 @@ func persistenceError(_ body: () async throws -> Void) async -> PersistenceError
     }
 }
 
-/// A journal that delegates to another and fails appends once told to (a disk that fills up).
-final class FailingJournal: Journal {
-    let inner: any Journal
-    private let failing = LockedFlag()
+/// A test journal that forwards everything but what it overrides to another journal.
+protocol ForwardingJournal: Journal {
+    var inner: any Journal { get }
+}
 
-    init(_ inner: any Journal) { self.inner = inner }
-
+extension ForwardingJournal {
     var name: String { inner.name }
-    func failAppends(_ fail: Bool) { failing.set(fail) }
-
-    func append(_ append: JournalAppend) async throws(PersistenceError) {
-        if failing.value {
-            throw PersistenceError(
-                .storageFailure, journal: name, persistenceID: append.persistenceID,
-                sequenceNumber: append.events.first?.sequenceNumber, message: "injected failure: the disk is full")
-        }
-        try await inner.append(append)
-    }
     func readEvents(of id: PersistenceID, from sequenceNumber: Int64, limit: Int) async throws(PersistenceError)
         -> [JournalEvent]
     { try await inner.readEvents(of: id, from: sequenceNumber, limit: limit) }
@@ -197,6 +186,25 @@ final class FailingJournal: Journal {
         try await inner.inputOffsets(of: id)
     }
     func close() async { await inner.close() }
+}
+
+/// A journal that delegates to another and fails appends once told to (a disk that fills up).
+final class FailingJournal: ForwardingJournal {
+    let inner: any Journal
+    private let failing = LockedFlag()
+
+    init(_ inner: any Journal) { self.inner = inner }
+
+    func failAppends(_ fail: Bool) { failing.set(fail) }
+
+    func append(_ append: JournalAppend) async throws(PersistenceError) {
+        if failing.value {
+            throw PersistenceError(
+                .storageFailure, journal: name, persistenceID: append.persistenceID,
+                sequenceNumber: append.events.first?.sequenceNumber, message: "injected failure: the disk is full")
+        }
+        try await inner.append(append)
+    }
 }
 
 final class LockedFlag: Sendable {

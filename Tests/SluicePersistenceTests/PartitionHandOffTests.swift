@@ -7,8 +7,8 @@ import Synchronization
 import Testing
 
 /// A partitioned journal over SQLite whose restores can be made to fail, recording restores and releases.
-final class GatedJournal: PartitionedJournal {
-    let inner: SQLiteJournal
+final class GatedJournal: ForwardingJournal, PartitionedJournal {
+    let inner: any Journal
     private let failing = LockedFlag()
     private let log = Locked<[String]>([])
 
@@ -30,22 +30,6 @@ final class GatedJournal: PartitionedJournal {
     func release(partitions: [Int32]) { log.mutate { $0.append("release \(partitions)") } }
 
     func append(_ append: JournalAppend) async throws(PersistenceError) { try await inner.append(append) }
-    func readEvents(of id: PersistenceID, from sequenceNumber: Int64, limit: Int) async throws(PersistenceError)
-        -> [JournalEvent]
-    { try await inner.readEvents(of: id, from: sequenceNumber, limit: limit) }
-    func highestSequenceNumber(of id: PersistenceID) async throws(PersistenceError) -> Int64 {
-        try await inner.highestSequenceNumber(of: id)
-    }
-    func saveSnapshot(_ snapshot: JournalSnapshot, for id: PersistenceID) async throws(PersistenceError) {
-        try await inner.saveSnapshot(snapshot, for: id)
-    }
-    func loadSnapshot(of id: PersistenceID) async throws(PersistenceError) -> JournalSnapshot? {
-        try await inner.loadSnapshot(of: id)
-    }
-    func inputOffsets(of id: PersistenceID) async throws(PersistenceError) -> [InputOffset] {
-        try await inner.inputOffsets(of: id)
-    }
-    func close() async { await inner.close() }
 }
 
 /// A value behind a lock (tests only).

@@ -66,19 +66,7 @@ final class PartitionLedger: Sendable {
 
     /// Records an acknowledgement (from the committer). Ignored once the partition was revoked.
     func acknowledge(_ offset: Int64) {
-        let (waiters, unblocked): ([CheckedContinuation<Void, Never>], Bool) = state.withLock { state in
-            guard state.phase != .revoked, state.tracker.acknowledge(offset) else { return ([], false) }
-            var unblocked = false
-            if state.isBlocked && state.tracker.outstanding <= maxInFlight / 2 {
-                state.isBlocked = false
-                unblocked = true
-            }
-            guard state.tracker.outstanding == 0 else { return ([], unblocked) }
-            defer { state.idleWaiters = [] }
-            return (state.idleWaiters, unblocked)
-        }
-        for waiter in waiters { waiter.resume() }
-        if unblocked { onUnblocked(topicPartition) }
+        acknowledge(contentsOf: CollectionOfOne(offset))
     }
 
     /// Records several acknowledgements under one lock (a committer's chunk of one partition).
