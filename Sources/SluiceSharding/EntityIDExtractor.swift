@@ -31,10 +31,10 @@ public struct EntityIDExtractor: Sendable, CustomStringConvertible {
             guard let key = message.key, !key.isEmpty else { throw EntityIDError.missing("the message has no key", message.topicPartition, message.offset) }
             return String(decoding: key, as: UTF8.self)
         case .header(let name):
-            guard let value = message.headers.last(where: { $0.name == name })?.value else {
+            guard let value = message.header(name) else {
                 throw EntityIDError.missing("no header '\(name)'", message.topicPartition, message.offset)
             }
-            return String(decoding: value, as: UTF8.self)
+            return value
         case .jsonField(let path):
             guard let value = message.value,
                 var current = try? JSONSerialization.jsonObject(with: Data(value), options: [.fragmentsAllowed])

@@ -64,24 +64,12 @@ struct EffectivelyOnceTests {
             // Produce, keeping the producer's own tally per key.
             var generator = SeededGenerator(seed: 6)
             var tally: [String: Int] = [:]
-            var ends: [Int32: Int64] = [:]
-            let producer = try KafkaProducer(configuration: try await makeTestProducerConfiguration())
-            try await withThrowingTaskGroup(of: KafkaDeliveryReport.self) { group in
-                for index in 0..<messages {
-                    let key = "key-\(Int.random(in: 0..<keys, using: &generator))"
-                    tally[key, default: 0] += 1
-                    group.addTask { try await producer.send(KafkaProducerMessage(topic: topic, key: key, value: "\(index)")) }
-                    if index % 2000 == 1999 {
-                        while let report = try await group.next() {
-                            ends[report.partition] = max(ends[report.partition] ?? 0, report.offset + 1)
-                        }
-                    }
-                }
-                while let report = try await group.next() {
-                    ends[report.partition] = max(ends[report.partition] ?? 0, report.offset + 1)
-                }
+            let amounts = (0..<messages).map { _ -> (key: String, amount: Int) in
+                let key = "key-\(Int.random(in: 0..<keys, using: &generator))"
+                tally[key, default: 0] += 1
+                return (key, 1)
             }
-            try await producer.close()
+            let ends = try await produceAmounts(amounts, topic: topic)
             #expect(tally.values.reduce(0, +) == messages)
 
             let group = uniqueTestName("counters")
@@ -100,15 +88,11 @@ struct EffectivelyOnceTests {
             }
             // The last run goes to the end: every partition's committed offset reaches its end.
             let last = try ConsumerRun(arguments)
-            let probe = try KafkaConsumer(configuration: try await makeTestConsumerConfiguration(groupID: group))
-            let partitions = (0..<Int32(4)).map { KafkaTopicPartition(topic: topic, partition: $0) }
-            try await Eventually.require(timeout: .seconds(240), "the last run commits every message") {
-                guard !last.exited.value else { return true }
-                let committed = try await probe.committed(partitions, timeout: .seconds(10))
-                return committed.allSatisfy { $0.offset == (ends[$0.partition] ?? 0) }
-            }
+            let exited = last.exited
+            try await waitForCommits(
+                group: group, topic: topic, ends: ends, partitions: 4, timeout: .seconds(240),
+                givesUp: { exited.value })
             #expect(!last.exited.value, "the last run ended by itself: \(last.collector.lines.suffix(3))")
-            await probe.close()
             try await last.kill()
             skipped += last.progress.skipped
 

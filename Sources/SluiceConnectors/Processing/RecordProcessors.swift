@@ -18,8 +18,7 @@ public struct RecordProcessorChain: Sendable {
     enum Step: Sendable {
         case filter(FilterExpression)
         case map(MapProcessorConfiguration)
-        case dedupe(DedupeWindow)
-        case persistentDedupe(PersistentDedupe)
+        case dedupe(DedupeProcessorConfiguration, DedupeSet)
         case http(ApplicationEndpoint)
     }
 
@@ -48,7 +47,7 @@ public struct RecordProcessorChain: Sendable {
             case .filter(let expression): .filter(expression)
             case .map(let configuration): .map(configuration)
             case .dedupe(let configuration):
-                state.dedupes[index].map { .persistentDedupe($0) } ?? .dedupe(DedupeWindow(configuration))
+                .dedupe(configuration, state.dedupes[index].map { .persistent($0) } ?? .memory(DedupeWindow(configuration)))
             case .http(let configuration): .http(makeEndpoint(configuration))
             case .aggregate: nil
             }
@@ -81,17 +80,11 @@ public struct RecordProcessorChain: Sendable {
                 let mapped = MapTransform.apply(configuration, to: value)
                 record.value = mapped.serialized()
                 json = .some(mapped)
-            case .dedupe(let window):
-                guard let id = window.configuration.id.select(record.context(json: parsed())) else {
-                    return .failed(input, RecordFailure(.permanent, errorClass: "MissingDedupeID", message: "the record has no \(window.configuration.id) to deduplicate by"), attempts: 1)
+            case .dedupe(let configuration, let set):
+                guard let id = configuration.id.select(record.context(json: parsed())) else {
+                    return .failed(input, RecordFailure(.permanent, errorClass: "MissingDedupeID", message: "the record has no \(configuration.id) to deduplicate by"), attempts: 1)
                 }
-                if window.isDuplicate(id) { return .skip }
-            case .persistentDedupe(let store):
-                guard let id = store.configuration.id.select(record.context(json: parsed())) else {
-                    return .failed(input, RecordFailure(.permanent, errorClass: "MissingDedupeID", message: "the record has no \(store.configuration.id) to deduplicate by"), attempts: 1)
-                }
-                // A journal failure throws: the pipeline restarts and the set is recovered from the journal.
-                if try await store.isDuplicate(id, record: input) { return .skip }
+                if try await set.isDuplicate(id, record: input) { return .skip }
             case .http(let endpoint):
                 let current = record
                 let outcome = try await retry.run(onRetry: { failure, _ in onRetry(failure) }) {
@@ -129,6 +122,21 @@ enum MapTransform {
         }
         for path in configuration.drop { path.remove(from: &result) }
         return result
+    }
+}
+
+/// Where a `dedupe` processor remembers ids: in memory, or (with `state:`) in a journal.
+enum DedupeSet: Sendable {
+    case memory(DedupeWindow)
+    case persistent(PersistentDedupe)
+
+    /// Whether the record's `id` was seen within the window (and remembers it otherwise).
+    /// - Throws: a journal failure (the pipeline restarts and the set is recovered from the journal).
+    func isDuplicate(_ id: String, record: ConnectorRecord) async throws -> Bool {
+        switch self {
+        case .memory(let window): window.isDuplicate(id)
+        case .persistent(let store): try await store.isDuplicate(id, record: record)
+        }
     }
 }
 

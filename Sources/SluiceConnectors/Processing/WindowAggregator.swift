@@ -61,12 +61,8 @@ public struct WindowAggregator<Ack: Sendable>: Sendable {
 
     public init(_ configuration: AggregateProcessorConfiguration) {
         self.configuration = configuration
-        sizeMilliseconds = max(1, Self.milliseconds(configuration.window))
-        graceMilliseconds = max(0, Self.milliseconds(configuration.grace))
-    }
-
-    static func milliseconds(_ duration: Duration) -> Int64 {
-        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+        sizeMilliseconds = max(1, configuration.window.wholeMilliseconds)
+        graceMilliseconds = max(0, configuration.grace.wholeMilliseconds)
     }
 
     /// Windows not yet emitted.

@@ -45,7 +45,7 @@ actor DedupeLog {
     private init(persistenceID: PersistenceID, journal: any Journal, window: Duration, maxIDs: Int) {
         self.persistenceID = persistenceID
         self.journal = journal
-        self.windowMilliseconds = Int64(window.components.seconds * 1000 + window.components.attoseconds / 1_000_000_000_000_000)
+        self.windowMilliseconds = window.wholeMilliseconds
         self.maxIDs = max(maxIDs, 1)
     }
 

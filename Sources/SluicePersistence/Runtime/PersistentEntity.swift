@@ -133,9 +133,9 @@ final class PersistentEntityCore<Command: Sendable, Event: Sendable, State: Send
     let recoveryPageSize: Int
 
     /// The current state (the empty state before recovery).
-    var state: State
+    private(set) var state: State
     /// The sequence number of the last event applied.
-    var lastSequenceNumber: Int64 = 0
+    private(set) var lastSequenceNumber: Int64 = 0
     /// What recovery did (`nil` before it ran).
     private(set) var recoveryStatistics: RecoveryStatistics?
     private var appliedInputOffsets: [InputPartition: Int64] = [:]
@@ -155,7 +155,7 @@ final class PersistentEntityCore<Command: Sendable, Event: Sendable, State: Send
         self.state = behavior.emptyState
     }
 
-    var id: PersistenceID { behavior.persistenceID }
+    private var id: PersistenceID { behavior.persistenceID }
 
 
     /// Handles a command: recovers first if needed, runs the command handler, persists its events (with
@@ -174,31 +174,68 @@ final class PersistentEntityCore<Command: Sendable, Event: Sendable, State: Send
                 .entityStopped, journal: journal.name, persistenceID: id, sequenceNumber: lastSequenceNumber,
                 message: "the entity stopped (\(stoppedBecause)) and takes no more commands: start it again")
         }
-        if let inputOffset, isAlreadyApplied(inputOffset) {
-            return CommandResult(reply: nil, eventsPersisted: 0, stopped: false, skippedAsAlreadyApplied: true)
-        }
-        let effect = behavior.commandHandler(state, command)
-        var newState = state
-        var newSequenceNumber = lastSequenceNumber
-        if !effect.events.isEmpty {
-            let (records, snapshot, after) = try prepare(effect.events)
-            newState = after
-            newSequenceNumber = records.last!.sequenceNumber
+        let prepared = try prepareCommand(command, inputOffset: inputOffset)
+        if let append = prepared.append {
             do throws(PersistenceError) {
-                try await journal.append(
-                    JournalAppend(persistenceID: id, events: records, inputOffset: inputOffset, snapshot: snapshot))
+                try await journal.append(append)
             } catch {
                 stoppedBecause = "a journal write failed: \(error)"
                 throw error
             }
-            state = newState
-            lastSequenceNumber = newSequenceNumber
         }
-        if let inputOffset { recordApplied(inputOffset) }
-        let reply = effect.reply?(state)
-        if effect.stops { stoppedBecause = "its command handler stopped it" }
+        return commit(prepared)
+    }
+
+    /// What a command does, decided but not yet applied: the write it needs (if any) and the state after it.
+    struct PreparedCommand {
+        /// The events (with the input offset and a due snapshot) to write; `nil`: nothing to write.
+        var append: JournalAppend?
+        var inputOffset: InputOffset?
+        var newState: State
+        var newSequenceNumber: Int64
+        var reply: (@Sendable (State) -> Reply)?
+        var eventCount: Int
+        var stops: Bool
+        /// The input was applied already (a redelivery): the command does nothing.
+        var isSkipped: Bool
+    }
+
+    /// Runs the command handler and encodes its events, changing nothing: apply the result with ``commit(_:)`` once
+    /// it may be (after the write, or at once when the write is awaited elsewhere).
+    /// - Throws: ``PersistenceError/Code/encodingFailed`` (nothing changed).
+    func prepareCommand(_ command: Command, inputOffset: InputOffset?) throws(PersistenceError) -> PreparedCommand {
+        if let inputOffset, isAlreadyApplied(inputOffset) {
+            return PreparedCommand(
+                append: nil, inputOffset: nil, newState: state, newSequenceNumber: lastSequenceNumber, reply: nil,
+                eventCount: 0, stops: false, isSkipped: true)
+        }
+        let effect = behavior.commandHandler(state, command)
+        var prepared = PreparedCommand(
+            append: nil, inputOffset: inputOffset, newState: state, newSequenceNumber: lastSequenceNumber,
+            reply: effect.reply, eventCount: effect.events.count, stops: effect.stops, isSkipped: false)
+        if !effect.events.isEmpty {
+            let (records, snapshot, after) = try prepare(effect.events)
+            prepared.append = JournalAppend(
+                persistenceID: id, events: records, inputOffset: inputOffset, snapshot: snapshot)
+            prepared.newState = after
+            prepared.newSequenceNumber = records.last!.sequenceNumber
+        }
+        return prepared
+    }
+
+    /// Applies a prepared command: the new state and sequence number, the applied input offset, the reply (computed
+    /// from the new state) and a stop.
+    func commit(_ prepared: PreparedCommand) -> CommandResult<Reply> {
+        guard !prepared.isSkipped else {
+            return CommandResult(reply: nil, eventsPersisted: 0, stopped: false, skippedAsAlreadyApplied: true)
+        }
+        state = prepared.newState
+        lastSequenceNumber = prepared.newSequenceNumber
+        if let inputOffset = prepared.inputOffset { recordApplied(inputOffset) }
+        if prepared.stops { stoppedBecause = "its command handler stopped it" }
         return CommandResult(
-            reply: reply, eventsPersisted: effect.events.count, stopped: effect.stops, skippedAsAlreadyApplied: false)
+            reply: prepared.reply?(state), eventsPersisted: prepared.eventCount, stopped: prepared.stops,
+            skippedAsAlreadyApplied: false)
     }
 
     /// Whether the entity has stopped (by its own effect or after a failed write).
@@ -275,7 +312,7 @@ final class PersistentEntityCore<Command: Sendable, Event: Sendable, State: Send
 
     /// Folds `events` into the state (a copy) and encodes them with the next sequence numbers, with a snapshot of
     /// the new state when one is due. Changes nothing.
-    func prepare(_ events: [Event]) throws(PersistenceError) -> ([JournalEvent], JournalSnapshot?, State) {
+    private func prepare(_ events: [Event]) throws(PersistenceError) -> ([JournalEvent], JournalSnapshot?, State) {
         var newState = state
         var newSequenceNumber = lastSequenceNumber
         var records: [JournalEvent] = []
@@ -298,7 +335,7 @@ final class PersistentEntityCore<Command: Sendable, Event: Sendable, State: Send
         return (records, snapshot, newState)
     }
 
-    func snapshotIfDue(_ newState: State, from old: Int64, to new: Int64) throws(PersistenceError)
+    private func snapshotIfDue(_ newState: State, from old: Int64, to new: Int64) throws(PersistenceError)
         -> JournalSnapshot?
     {
         guard let every = behavior.snapshotEvery.map(Int64.init), every > 0, old / every != new / every else {
@@ -315,7 +352,7 @@ final class PersistentEntityCore<Command: Sendable, Event: Sendable, State: Send
         }
     }
 
-    func recordApplied(_ offset: InputOffset) {
+    private func recordApplied(_ offset: InputOffset) {
         let key = InputPartition(topic: offset.topic, partition: offset.partition)
         appliedInputOffsets[key] = max(appliedInputOffsets[key] ?? .min, offset.offset)
     }

@@ -40,49 +40,27 @@ final class PipelinedEntity<Command: Sendable, Event: Sendable, State: Sendable,
             receipt?(.failed(failure))
             throw failure
         }
-        let onResult = self.onResult
-        if let offset = envelope.inputOffset, core.isAlreadyApplied(offset) {
-            queue.enqueue(nil) { error in
-                receipt?(error.map { .failed($0) } ?? .processed)
-                if error == nil {
-                    onResult(CommandResult(reply: nil, eventsPersisted: 0, stopped: false, skippedAsAlreadyApplied: true))
-                }
-            }
+        let prepared: PersistentEntityCore<Command, Event, State, Reply>.PreparedCommand
+        do throws(PersistenceError) {
+            prepared = try core.prepareCommand(envelope.command, inputOffset: envelope.inputOffset)
+        } catch {
+            // Nothing was applied or written: the command fails alone, the entity goes on.
+            receipt?(.failed(error))
             return false
         }
-        let effect = core.behavior.commandHandler(core.state, envelope.command)
-        var append: JournalAppend?
-        if !effect.events.isEmpty {
-            let records: [JournalEvent]
-            let snapshot: JournalSnapshot?
-            let newState: State
-            do throws(PersistenceError) {
-                (records, snapshot, newState) = try core.prepare(effect.events)
-            } catch {
-                // Nothing was applied or written: the command fails alone, the entity goes on.
-                receipt?(.failed(error))
-                return false
-            }
-            append = JournalAppend(
-                persistenceID: core.id, events: records, inputOffset: envelope.inputOffset, snapshot: snapshot)
-            core.state = newState
-            core.lastSequenceNumber = records.last!.sequenceNumber
-        }
-        if let offset = envelope.inputOffset { core.recordApplied(offset) }
-        let reply = effect.reply?(core.state)
-        let result = CommandResult(
-            reply: reply, eventsPersisted: effect.events.count, stopped: effect.stops, skippedAsAlreadyApplied: false)
-        let replyTo = envelope.replyTo
-        queue.enqueue(append) { error in
+        // Applied now; observed (reply, receipt) only once durable, after everything queued before it.
+        let result = core.commit(prepared)
+        let (onResult, replyTo) = (self.onResult, envelope.replyTo)
+        queue.enqueue(prepared.append) { error in
             if let error {
                 receipt?(.failed(error))
                 return
             }
-            if let reply { replyTo?.tell(reply) }
+            if let reply = result.reply { replyTo?.tell(reply) }
             onResult(result)
             receipt?(.processed)
         }
-        return effect.stops
+        return result.stopped
     }
 }
 
