@@ -17,6 +17,12 @@ let rdkafkaSwiftFlags: [String] = rdkafkaPrefix.map { ["-Xcc", "-I\($0)/include"
 let rdkafkaLinkerFlags: [String] =
     (rdkafkaPrefix.map { ["-L\($0)/lib", "-Xlinker", "-rpath", "-Xlinker", "\($0)/lib"] } ?? []) + ["-lrdkafka"]
 
+// The executables allocate through jemalloc instead of glibc's malloc: Sluice's threads (librdkafka's, the
+// cooperative pool's, the SQLite writer's) hand memory to each other all the time, which in glibc's arenas means a
+// contended lock per cross-thread free (measured in docs/benchmarks.md, "Memory allocator"). Linked only into
+// executables, so the libraries impose no allocator on their users. `scripts/setup` installs libjemalloc-dev.
+let allocatorLinkerSettings: [LinkerSetting] = [.linkedLibrary("jemalloc", .when(platforms: [.linux]))]
+
 let strictSwiftSettings: [SwiftSetting] = [
     .swiftLanguageMode(.v6),
     .enableUpcomingFeature("ExistentialAny"),
@@ -118,7 +124,8 @@ let package = Package(
                 "SluicePersistence", "SluiceSharding", "SluiceKafkaStreams", "SluiceStreams", "SluiceActors",
                 "SluiceKafka",
             ],
-            swiftSettings: strictSwiftSettings
+            swiftSettings: strictSwiftSettings,
+            linkerSettings: allocatorLinkerSettings
         ),
         // Connector configuration: YAML files to typed, validated connector definitions (no network).
         .target(
@@ -172,7 +179,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: strictSwiftSettings
+            swiftSettings: strictSwiftSettings,
+            linkerSettings: allocatorLinkerSettings
         ),
         .executableTarget(
             name: "sluice-bench",
@@ -188,7 +196,8 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            swiftSettings: strictSwiftSettings
+            swiftSettings: strictSwiftSettings,
+            linkerSettings: allocatorLinkerSettings
         ),
         .testTarget(
             name: "SluiceStreamsTests",

@@ -13,14 +13,21 @@ public enum TestBroker {
     private static let shared = SharedBroker()
 
     private actor SharedBroker {
-        private var started: [String]?
+        /// The one start, shared by every caller: the actor is reentrant at the start's `await`, so callers that come
+        /// while the broker starts wait for that start instead of starting brokers of their own.
+        private var starting: Task<[String], any Error>?
         private var process: Process?
 
         func servers() async throws -> [String] {
-            if let started { return started }
+            if let starting { return try await starting.value }
+            let start = Task { try await self.start() }
+            starting = start
+            return try await start.value
+        }
+
+        private func start() async throws -> [String] {
             if let given = ProcessInfo.processInfo.environment["SLUICE_BOOTSTRAP"], !given.isEmpty {
-                started = given.split(separator: ",").map(String.init)
-                return started!
+                return given.split(separator: ",").map(String.init)
             }
             let port = try FreePort.find()
             let tansu = TestEnvironment.tansuPath
@@ -44,8 +51,7 @@ public enum TestBroker {
             try await Eventually.require(timeout: .seconds(20), "Tansu accepts connections on port \(port)") {
                 FreePort.isAccepting(port: port)
             }
-            started = ["127.0.0.1:\(port)"]
-            return started!
+            return ["127.0.0.1:\(port)"]
         }
     }
 }

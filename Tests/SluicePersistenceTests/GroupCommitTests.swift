@@ -81,6 +81,43 @@ import Testing
         try? FileManager.default.removeItem(at: directory)
     }
 
+    /// The writer remembers each entity's highest sequence number instead of reading it before every append; what
+    /// it remembers must be what is stored, also when the transaction that wrote it was rolled back and run again.
+    @Test func sequenceChecksStayExactAcrossARolledBackTransaction() async throws {
+        let fixture = try await SQLiteFixture.make()
+        let journal = fixture.sqlite
+        let entity = PersistenceID(entityType: "group", entityID: "remembered")
+        let stale = PersistenceID(entityType: "group", entityID: "stale")
+        try await journal.append(JournalAppend(persistenceID: stale, events: testEvents(stale, 1...1)))
+
+        // One transaction: the entity's first append, then a stale append that fails and rolls the transaction back;
+        // the batch runs again with a savepoint per write, storing the first append alone.
+        journal.pauseWriterForTesting()
+        async let first: Void = journal.append(JournalAppend(persistenceID: entity, events: testEvents(entity, 1...2)))
+        try await Eventually.require("the first append is queued") { journal.pendingOperationsForTesting == 1 }
+        let conflict = Task {
+            try await journal.append(JournalAppend(persistenceID: stale, events: testEvents(stale, 1...1)))
+        }
+        try await Eventually.require("both appends are queued") { journal.pendingOperationsForTesting == 2 }
+        journal.resumeWriterForTesting()
+        try await first
+        await #expect(throws: PersistenceError.self) { try await conflict.value }
+
+        // Stored: events 1 and 2 of the entity. Appending 1 or 4 conflicts, 3 goes on.
+        for wrong: Int64 in [1, 4] {
+            let error = await #expect(throws: PersistenceError.self) {
+                try await journal.append(
+                    JournalAppend(persistenceID: entity, events: testEvents(entity, wrong...wrong)))
+            }
+            #expect(error?.code == .sequenceConflict)
+        }
+        try await journal.append(JournalAppend(persistenceID: entity, events: testEvents(entity, 3...3)))
+        #expect(try await journal.highestSequenceNumber(of: entity) == 3)
+        #expect(try await journal.readEvents(of: entity, from: 1, limit: 10).map(\.sequenceNumber) == [1, 2, 3])
+        try await journal.append(JournalAppend(persistenceID: stale, events: testEvents(stale, 2...2)))
+        await fixture.destroy()
+    }
+
     @Test func freeRunningEntitiesShareTransactions() async throws {
         let fixture = try await SQLiteFixture.make()
         let journal = fixture.sqlite

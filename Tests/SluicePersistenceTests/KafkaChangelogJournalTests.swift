@@ -1,6 +1,7 @@
 import SluiceKafka
 @_spi(Testing) import SluicePersistence
 import SluiceTesting
+import Synchronization
 import Testing
 
 /// What only the Kafka changelog journal does (the shared suite, `JournalConformanceTests`, covers the journal
@@ -172,6 +173,41 @@ import Testing
         let last = try await again.reopen()
         #expect(try await last.journal.readEvents(of: id, from: 1, limit: 100) == testEvents(id, 8...8))
         await last.destroy()
+    }
+
+    /// `submit` hands records to librdkafka without suspending; when librdkafka's queue is full it must wait for
+    /// room in a task, not drop or reorder records. A queue of 4 messages makes almost every submit meet a full one.
+    @Test func submitsThatMeetAFullProducerQueueWaitForRoom() async throws {
+        let fixture = try await KafkaChangelogFixture.make(partitions: 1) {
+            $0.client.properties["queue.buffering.max.messages"] = "4"
+            $0.linger = .milliseconds(1)
+        }
+        let journal = fixture.changelog
+        let ids = (0..<50).map { PersistenceID(entityType: "counter", entityID: "full-\($0)") }
+        let failures = Mutex<[String]>([])
+        let completed = Mutex(0)
+        for round in 1...4 {
+            for id in ids {
+                // Several events in one append: the fallback must keep the records after the refused one in order.
+                let events = testEvents(id, Int64(2 * round - 1)...Int64(2 * round))
+                journal.submit(
+                    JournalAppend(
+                        persistenceID: id, events: events,
+                        inputOffset: InputOffset(topic: "in", partition: 0, offset: Int64(round)))
+                ) { error in
+                    if let error { failures.withLock { $0.append("\(error)") } }
+                    completed.withLock { $0 += 1 }
+                }
+            }
+            try await Eventually.require("round \(round) is durable") { completed.withLock { $0 } == round * ids.count }
+        }
+        #expect(failures.withLock { $0 }.isEmpty)
+        let reopened = try await fixture.reopen()
+        for id in ids {
+            #expect(try await reopened.journal.readEvents(of: id, from: 1, limit: 100) == testEvents(id, 1...8))
+            #expect(try await reopened.journal.inputOffsets(of: id) == [InputOffset(topic: "in", partition: 0, offset: 4)])
+        }
+        await reopened.destroy()
     }
 
     @Test func restoreTime() async throws {

@@ -66,13 +66,13 @@ extension PersistenceCodec where Value: Codable & Sendable {
         manifest: String = String(describing: Value.self), version: Int = 1,
         olderVersions: (@Sendable (_ version: Int, _ payload: [UInt8]) throws -> Value)? = nil
     ) -> PersistenceCodec {
-        PersistenceCodec(
+        // One encoder for all values: making and configuring one per event cost more than encoding a small event.
+        // `JSONEncoder` is `Sendable` (its options are guarded by a lock and copied at the start of each encode).
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return PersistenceCodec(
             manifest: manifest, version: version,
-            encode: { value in
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = .sortedKeys
-                return Array(try encoder.encode(value))
-            },
+            encode: { value in Array(try encoder.encode(value)) },
             decode: { storedVersion, payload in
                 if storedVersion == version { return try PersistenceJSON.decode(Value.self, from: payload) }
                 guard let olderVersions else { throw PersistenceCodecError.unsupportedVersion(storedVersion) }

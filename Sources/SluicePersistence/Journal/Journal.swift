@@ -157,7 +157,7 @@ public protocol Journal: Sendable {
     /// Stores `append` atomically like ``append(_:)``, without suspending the caller: `completion` runs once with
     /// `nil` when it is durable, or with the error. Callers keep at most one submitted append per entity in flight
     /// (the next one is submitted from the completion), so an implementation need not order appends of one entity.
-    /// The default runs ``append(_:)`` in a task; journals with a writer thread call back from it.
+    /// The default runs ``append(_:)`` in a task; journals that batch writes call back once a batch is stored.
     func submit(_ append: JournalAppend, completion: @escaping @Sendable (PersistenceError?) -> Void)
 
     /// The entity's events with sequence numbers from `sequenceNumber` on, in order, at most `limit` of them (read

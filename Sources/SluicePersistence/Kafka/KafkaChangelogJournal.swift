@@ -388,12 +388,88 @@ public final class KafkaChangelogJournal: Journal {
     // MARK: - Journal
 
     public func append(_ append: JournalAppend) async throws(PersistenceError) {
+        let prepared = try prepare(append)
+        try await deliver(prepared.messages, prepared)
+        if let snapshot = append.snapshot {
+            // After the events: a snapshot is never stored without the events it folds.
+            let record = ChangelogValue.SnapshotRecord(snapshot: snapshot, inputOffsets: prepared.offsetsAfter)
+            try await deliver([message(ChangelogKey(prepared.id, .snapshot), .snapshot(record), prepared.partition)], prepared)
+        }
+        try finish(prepared)
+        if configuration.deleteEventsOnSnapshot, let snapshot = append.snapshot {
+            await deleteEvents(
+                of: prepared.id, through: snapshot.sequenceNumber, partition: prepared.partition,
+                generation: prepared.generation)
+        }
+    }
+
+    /// Produces the append's records without a task or a suspension when librdkafka's queue has room (the common
+    /// case); the delivery report of the last record completes it on the producer's poll thread. Appends with a
+    /// snapshot, and appends that meet a full queue, go the way of ``append(_:)``.
+    public func submit(_ append: JournalAppend, completion: @escaping @Sendable (PersistenceError?) -> Void) {
+        guard append.snapshot == nil else { return submitInTask(append, completion: completion) }
+        let prepared: PreparedAppend
+        do throws(PersistenceError) {
+            prepared = try prepare(append)
+        } catch {
+            return completion(error)
+        }
+        let collector = DeliveryCollector(count: prepared.messages.count) { [self] failure in
+            do throws(PersistenceError) {
+                if let failure { throw failed(prepared, reason: failure) }
+                try finish(prepared)
+                completion(nil)
+            } catch {
+                completion(error)
+            }
+        }
+        for (index, message) in prepared.messages.enumerated() {
+            let accepted: Bool
+            do {
+                accepted = try producer.trySend(message, onDelivery: collector.handler)
+            } catch {
+                return collector.abandon(prepared.messages.count - index, error: "\(error)")
+            }
+            guard accepted else {
+                // librdkafka's queue is full: wait for room in a task, for this record and the ones after it.
+                let rest = Array(prepared.messages[index...])
+                Task { await self.send(rest, to: collector) }
+                return
+            }
+        }
+    }
+
+    private func submitInTask(_ append: JournalAppend, completion: @escaping @Sendable (PersistenceError?) -> Void) {
+        Task {
+            do throws(PersistenceError) {
+                try await self.append(append)
+                completion(nil)
+            } catch {
+                completion(error)
+            }
+        }
+    }
+
+    /// An append whose sequence numbers are reserved and whose records are made.
+    private struct PreparedAppend: Sendable {
+        let id: PersistenceID
+        let partition: Int32
+        let generation: UInt64
+        let first: Int64?
+        let messages: [KafkaProducerMessage]
+        /// The entity's input offsets once this append is stored (a snapshot record carries them).
+        let offsetsAfter: [InputOffset]
+        let append: JournalAppend
+    }
+
+    /// Checks the append, reserves its sequence numbers (the in-process conflict check) and makes its event records
+    /// (or an offsets record for an append of an input offset alone).
+    private func prepare(_ append: JournalAppend) throws(PersistenceError) -> PreparedAppend {
         try append.validateSequenceNumbers(journal: name)
         let id = append.persistenceID
         let partition = partition(of: id)
         let first = append.events.first?.sequenceNumber
         let appendID = UInt64.random(in: 1...UInt64.max)
-        // Reserve the sequence numbers (the in-process conflict check), and take what the records need.
         let (generation, previousAppendID, offsetsAfter) = try state.withLock {
             (state) throws(PersistenceError) -> (UInt64, UInt64, [InputOffset]) in
             try state.modifyEntity(id, in: partition, journal: name, topic: topic, sequenceNumber: first) {
@@ -416,6 +492,7 @@ public final class KafkaChangelogJournal: Journal {
             }
         }
         var messages: [KafkaProducerMessage] = []
+        messages.reserveCapacity(max(append.events.count, 1))
         for (index, event) in append.events.enumerated() {
             let record = ChangelogValue.EventRecord(
                 appendID: appendID, previousAppendID: previousAppendID, appendFirst: first ?? 0,
@@ -426,16 +503,17 @@ public final class KafkaChangelogJournal: Journal {
         if append.events.isEmpty, append.inputOffset != nil {
             messages.append(message(ChangelogKey(id, .offsets), .offsets(offsetsAfter), partition))
         }
-        try await deliver(messages, id: id, sequenceNumber: first, partition: partition, generation: generation)
-        if let snapshot = append.snapshot {
-            // After the events: a snapshot is never stored without the events it folds.
-            let record = ChangelogValue.SnapshotRecord(snapshot: snapshot, inputOffsets: offsetsAfter)
-            try await deliver(
-                [message(ChangelogKey(id, .snapshot), .snapshot(record), partition)], id: id,
-                sequenceNumber: snapshot.sequenceNumber, partition: partition, generation: generation)
-        }
+        return PreparedAppend(
+            id: id, partition: partition, generation: generation, first: first, messages: messages,
+            offsetsAfter: offsetsAfter, append: append)
+    }
+
+    /// Records a stored append in the journal's state (what reads and the next appends see).
+    private func finish(_ prepared: PreparedAppend) throws(PersistenceError) {
+        let append = prepared.append
+        let (id, partition, first) = (prepared.id, prepared.partition, prepared.first)
         try state.withLock { (state) throws(PersistenceError) in
-            guard state.partitions[partition]?.generation == generation else {
+            guard state.partitions[partition]?.generation == prepared.generation else {
                 throw PersistenceError(
                     .partitionNotRestored, journal: name, persistenceID: id, sequenceNumber: first,
                     message: "partition \(partition) of '\(topic)' was released or restored again while the append "
@@ -454,9 +532,6 @@ public final class KafkaChangelogJournal: Journal {
                     entity.reserved = max(entity.reserved, snapshot.sequenceNumber)
                 }
             }
-        }
-        if configuration.deleteEventsOnSnapshot, let snapshot = append.snapshot {
-            await deleteEvents(of: id, through: snapshot.sequenceNumber, partition: partition, generation: generation)
         }
     }
 
@@ -554,28 +629,53 @@ public final class KafkaChangelogJournal: Journal {
 
     /// Produces `messages` and waits until the broker acknowledged every one. On failure the partition must be
     /// restored before its entities go on (what was stored is unknown).
+    private func deliver(_ messages: [KafkaProducerMessage], _ prepared: PreparedAppend) async throws(PersistenceError) {
+        try await deliver(
+            messages, id: prepared.id, sequenceNumber: prepared.first, partition: prepared.partition,
+            generation: prepared.generation)
+    }
+
     private func deliver(
         _ messages: [KafkaProducerMessage], id: PersistenceID, sequenceNumber: Int64?, partition: Int32,
         generation: UInt64
     ) async throws(PersistenceError) {
         guard !messages.isEmpty else { return }
         let collector = DeliveryCollector(count: messages.count)
+        await send(messages, to: collector)
+        guard let failure = await collector.wait() else { return }
+        throw failed(id: id, sequenceNumber: sequenceNumber, partition: partition, generation: generation, reason: failure)
+    }
+
+    /// Sends `messages` in order, waiting for room in librdkafka's queue; a message that cannot be sent fails it
+    /// and the ones after it.
+    private func send(_ messages: [KafkaProducerMessage], to collector: DeliveryCollector) async {
         for (index, message) in messages.enumerated() {
             do {
                 try await producer.send(message, onDelivery: collector.handler)
             } catch {
                 collector.abandon(messages.count - index, error: "\(error)")
-                break
+                return
             }
         }
-        guard let failure = await collector.wait() else { return }
+    }
+
+    private func failed(_ prepared: PreparedAppend, reason failure: String) -> PersistenceError {
+        failed(
+            id: prepared.id, sequenceNumber: prepared.first, partition: prepared.partition,
+            generation: prepared.generation, reason: failure)
+    }
+
+    /// Marks the partition failed after a write whose outcome is unknown, and says so.
+    private func failed(
+        id: PersistenceID, sequenceNumber: Int64?, partition: Int32, generation: UInt64, reason failure: String
+    ) -> PersistenceError {
         let reason = "writing to '\(topic)'[\(partition)] failed (\(failure)); the records may or may not be stored"
         state.withLock { state in
             if state.partitions[partition]?.generation == generation {
                 state.partitions[partition]?.status = .failed(reason)
             }
         }
-        throw PersistenceError(
+        return PersistenceError(
             .storageFailure, journal: name, persistenceID: id, sequenceNumber: sequenceNumber,
             message: reason + ": restore partition \(partition) (restore(partitions:)) before its entities continue")
     }
@@ -665,7 +765,8 @@ extension KafkaChangelogJournal {
     }
 }
 
-/// Waits for the delivery reports of a group of records.
+/// Counts the delivery reports of a group of records. When the last one arrived, with the first failure (or `nil`
+/// when every record was acknowledged), it calls its completion or resumes whoever waits (``wait()``).
 private final class DeliveryCollector: Sendable {
     private struct State {
         var remaining: Int
@@ -673,8 +774,12 @@ private final class DeliveryCollector: Sendable {
         var waiter: CheckedContinuation<String?, Never>?
     }
     private let state: Mutex<State>
+    private let completion: (@Sendable (String?) -> Void)?
 
-    init(count: Int) { state = Mutex(State(remaining: count)) }
+    init(count: Int, completion: (@Sendable (String?) -> Void)? = nil) {
+        state = Mutex(State(remaining: count))
+        self.completion = completion
+    }
 
     var handler: KafkaProducer.DeliveryHandler {
         { [self] result in
@@ -690,14 +795,17 @@ private final class DeliveryCollector: Sendable {
     func abandon(_ count: Int, error: String) { complete(count, failure: error) }
 
     private func complete(_ count: Int, failure: String?) {
-        let waiter = state.withLock { state -> CheckedContinuation<String?, Never>? in
+        let (finished, outcome, waiter) = state.withLock { state in
+            let wasDone = state.remaining <= 0
             state.remaining -= count
             if state.failure == nil, let failure { state.failure = failure }
-            guard state.remaining <= 0 else { return nil }
-            defer { state.waiter = nil }
-            return state.waiter
+            let finished = !wasDone && state.remaining <= 0
+            defer { if finished { state.waiter = nil } }
+            return (finished, state.failure, finished ? state.waiter : nil)
         }
-        waiter?.resume(returning: state.withLock { $0.failure })
+        guard finished else { return }
+        completion?(outcome)
+        waiter?.resume(returning: outcome)
     }
 
     /// The first failure, or `nil` once every record was acknowledged.

@@ -16,9 +16,11 @@ protocol SQLiteOperation: AnyObject, Sendable {
 
 /// One operation and whoever waits for its result (a suspended caller, or a completion callback).
 ///
-/// `@unchecked Sendable`: `result` is written by the writer thread in ``execute(_:)`` and read by the same thread
-/// in ``complete(transactionFailure:)``; the operation reaches that thread through the writer's lock (which orders
-/// the submitting thread's initialisation before the writer's accesses), and no other thread touches it after.
+/// `@unchecked Sendable`: `result` is written by the writer thread in ``execute(_:)`` and read once in
+/// ``complete(transactionFailure:)``, after the transaction, by the task the writer thread creates for its batch's
+/// completions. The operation reaches the writer thread through the writer's lock (which orders the submitting
+/// thread's initialisation before the writer's accesses), and creating the task orders the writer's last write of
+/// `result` before the task's read; no two threads ever touch `result` at the same time.
 final class SQLiteOperationBox<Value: Sendable>: SQLiteOperation, @unchecked Sendable {
     let isWrite: Bool
     private let body: @Sendable (SQLiteStore) throws(PersistenceError) -> Value
@@ -120,8 +122,9 @@ final class SQLiteWriter: @unchecked Sendable {
         return try result.get()
     }
 
-    /// Queues `body` for the writer thread; `completion` runs on that thread once its transaction has ended (at once,
-    /// on the caller's thread, if the journal is closed). Operations run in the order they were submitted.
+    /// Queues `body` for the writer thread; `completion` runs in a task the writer starts once the transaction has
+    /// ended (at once, on the caller's thread, if the journal is closed). Operations run in the order they were
+    /// submitted.
     func submit<Value: Sendable>(
         write isWrite: Bool, _ body: @escaping @Sendable (SQLiteStore) throws(PersistenceError) -> Value,
         completion: @escaping @Sendable (Result<Value, PersistenceError>) -> Void
@@ -190,6 +193,7 @@ final class SQLiteWriter: @unchecked Sendable {
                 } else if operation.isWrite && !store.isAutocommit {
                     // A write failed, perhaps halfway: undo the whole attempt and isolate the writes.
                     try? store.database.run(cached: "ROLLBACK")
+                    store.transactionEnded(committed: false)
                     return .writeFailed
                 }
                 // SQLite rolls a whole transaction back by itself on some errors (disk full, I/O errors): then no
@@ -212,11 +216,15 @@ final class SQLiteWriter: @unchecked Sendable {
         if failure != nil, !store.isAutocommit {
             try? store.database.run(cached: "ROLLBACK")
         }
+        store.transactionEnded(committed: failure == nil)
         if failure == nil && storedWrites > 0 {
             writeTransactions.wrappingAdd(1, ordering: .relaxed)
             committedWrites.wrappingAdd(storedWrites, ordering: .relaxed)
         }
-        for operation in batch { operation.complete(transactionFailure: failure) }
+        // The callers are resumed from a task, not from this thread: their completions (an entity's next write, its
+        // receipts and replies) would otherwise take the writer's time, and the writer is what limits the journal.
+        let outcome = failure
+        Task { for operation in batch { operation.complete(transactionFailure: outcome) } }
         return .done
     }
 
