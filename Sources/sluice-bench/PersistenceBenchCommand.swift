@@ -40,6 +40,9 @@ struct PersistenceBenchCommand: AsyncParsableCommand {
     @Option(help: "SQLite operations per transaction (group commit size limit).")
     var sqliteBatch = 512
 
+    @Option(help: "Rounds of the throughput part; the report gives the median of each journal's ratios.")
+    var rounds = 3
+
     @Option(help: "Bootstrap servers (host:port,...). Default: $SLUICE_BOOTSTRAP.")
     var bootstrap: String?
 
@@ -101,60 +104,77 @@ struct PersistenceBenchCommand: AsyncParsableCommand {
         try await EntityBenchCommand.produce(servers, topic: topic, count: messages, keys: keys)
         progress("  produced \(grouped(Double(messages))) messages over \(grouped(Double(keys))) keys")
 
-        // Non-persistent: the same entity shape (a counter) without a journal, measured first and last (the
-        // machine is noisy and the first run warms it up); ratios are against the mean.
-        let first = try await nonPersistent(servers, topic: topic)
-        progress("  non-persistent entities: \(grouped(first)) msgs/s")
-        var results: [(String, Double, String)] = []
+        // Each persistent run is compared with the non-persistent pipeline (the same entity shape, a counter,
+        // without a journal) measured just before and just after it, and the report gives the median of those
+        // ratios over the rounds: this machine's speed drifts by up to 2x within minutes, so only neighbours compare.
         let selected = Set(journals.split(separator: ",").map(String.init))
-        if selected.contains("null") {
-            let run = try await persistent(servers, topic: topic, journal: NullJournal(waits: false))
-            progress("  null journal: \(grouped(run.rate)) msgs/s")
-            results.append(("persistent, journal that stores nothing at once", run.rate, ""))
+        let kinds: [(key: String, name: String, target: String)] = [
+            ("null", "persistent, journal that stores nothing at once", ""),
+            ("waiting-null", "persistent, journal that waits but stores nothing", ""),
+            ("sqlite", "persistent, SQLite journal", ">= 0.3"),
+            ("kafka", "persistent, Kafka changelog", ">= 0.5"),
+        ].filter { selected.contains($0.key) }
+        var plainRates: [Double] = []
+        var rates: [String: [Double]] = [:]
+        var ratios: [String: [Double]] = [:]
+        var changelogTopic = ""
+        for round in 1...rounds {
+            var before = try await nonPersistent(servers, topic: topic)
+            plainRates.append(before)
+            progress("  round \(round): non-persistent entities: \(grouped(before)) msgs/s")
+            for kind in kinds {
+                let rate: Double
+                switch kind.key {
+                case "null", "waiting-null":
+                    let journal = NullJournal(waits: kind.key == "waiting-null")
+                    rate = try await persistent(servers, topic: topic, journal: journal).rate
+                    await journal.close()
+                case "sqlite":
+                    var configuration = SQLiteJournalConfiguration(
+                        path: directory.appendingPathComponent("throughput-\(round).db").path)
+                    configuration.maxOperationsPerTransaction = sqliteBatch
+                    configuration.durability = sqliteDurability == "normal" ? .normal : .full
+                    let sqlite = try await SQLiteJournal(configuration)
+                    rate = try await persistent(servers, topic: topic, journal: sqlite).rate
+                    let statistics = sqlite.statistics
+                    await sqlite.close()
+                    progress("    \(statistics.appends) appends in \(statistics.writeTransactions) transactions")
+                default:
+                    changelogTopic = "\(topic)-changelog-\(round)"
+                    var configuration = KafkaChangelogJournalConfiguration(
+                        bootstrapServers: servers, topic: changelogTopic, inputTopic: topic)
+                    configuration.linger = .milliseconds(changelogLinger)
+                    let changelog = try await KafkaChangelogJournal(configuration, logger: Self.logger)
+                    rate = try await persistent(servers, topic: topic, journal: changelog).rate
+                    await changelog.close()
+                }
+                let after = try await nonPersistent(servers, topic: topic)
+                plainRates.append(after)
+                let ratio = rate / ((before + after) / 2)
+                progress("  round \(round): \(kind.name): \(grouped(rate)) msgs/s, \(fixed(ratio, 2))x "
+                    + "(non-persistent \(grouped(before)) before, \(grouped(after)) after)")
+                rates[kind.key, default: []].append(rate)
+                ratios[kind.key, default: []].append(ratio)
+                before = after
+            }
         }
-        if selected.contains("waiting-null") {
-            let journal = NullJournal(waits: true)
-            let run = try await persistent(servers, topic: topic, journal: journal)
-            await journal.close()
-            progress("  waiting null journal: \(grouped(run.rate)) msgs/s")
-            results.append(("persistent, journal that waits but stores nothing", run.rate, ""))
-        }
-        if selected.contains("sqlite") {
-            var configuration = SQLiteJournalConfiguration(path: directory.appendingPathComponent("throughput.db").path)
-            configuration.maxOperationsPerTransaction = sqliteBatch
-            configuration.durability = sqliteDurability == "normal" ? .normal : .full
-            let sqlite = try await SQLiteJournal(configuration)
-            let run = try await persistent(servers, topic: topic, journal: sqlite)
-            let statistics = sqlite.statistics
-            await sqlite.close()
-            progress("  SQLite journal: \(grouped(run.rate)) msgs/s, \(statistics.appends) appends in \(statistics.writeTransactions) transactions")
-            results.append(("persistent, SQLite journal", run.rate, ">= 0.3"))
-        }
-        let changelogTopic = "\(topic)-changelog"
-        if selected.contains("kafka") {
-            var configuration = KafkaChangelogJournalConfiguration(
-                bootstrapServers: servers, topic: changelogTopic, inputTopic: topic)
-            configuration.linger = .milliseconds(changelogLinger)
-            let changelog = try await KafkaChangelogJournal(configuration, logger: Self.logger)
-            let run = try await persistent(servers, topic: topic, journal: changelog)
-            await changelog.close()
-            progress("  Kafka changelog journal: \(grouped(run.rate)) msgs/s")
-            results.append(("persistent, Kafka changelog", run.rate, ">= 0.5"))
-        }
-        let last = try await nonPersistent(servers, topic: topic)
-        progress("  non-persistent entities again: \(grouped(last)) msgs/s")
-        let plain = (first + last) / 2
         var rows = [
-            ["pipeline (\(grouped(Double(keys))) entities)", "msgs/s = events/s", "ratio to non-persistent", "target"],
-            ["non-persistent entities (first, last)", "\(grouped(first)), \(grouped(last))", "1.00", ""],
+            ["pipeline (\(grouped(Double(keys))) entities), median of \(rounds)", "msgs/s = events/s", "ratio to non-persistent", "per round", "target"],
+            ["non-persistent entities", grouped(median(plainRates)), "1.00", "", ""],
         ]
-        for (name, rate, target) in results { rows.append([name, grouped(rate), fixed(rate / plain, 2), target]) }
+        for kind in kinds {
+            rows.append([
+                kind.name, grouped(median(rates[kind.key]!)), fixed(median(ratios[kind.key]!), 2),
+                ratios[kind.key]!.map { fixed($0, 2) }.joined(separator: " "), kind.target,
+            ])
+        }
         print(renderTable(rows))
         print("(committable source → sharded entities → committer, 4 partitions, \(grouped(Double(messages))) messages, "
-            + "100-byte values; a persistent entity persists one event per message before its offset is committable)\n")
+            + "100-byte values; a persistent entity persists one event per message before its offset is committable; "
+            + "each ratio is against the mean of the non-persistent runs just before and after it)\n")
         guard selected.contains("kafka") else { return }
 
-        // Restore: the changelog just written, read back by a new journal, all partitions, then one.
+        // Restore: the last changelog written, read back by a new journal, all partitions, then one.
         rows = [["changelog restore", "records", "entities", "events", "seconds", "records/s"]]
         for partitions in [Array(Int32(0)..<4), [Int32(0)]] {
             let journal = try await KafkaChangelogJournal(
