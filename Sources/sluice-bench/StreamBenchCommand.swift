@@ -35,6 +35,9 @@ struct StreamBenchCommand: AsyncParsableCommand {
     @Option(help: "Python interpreter for the Python baseline.")
     var python = "python3"
 
+    @Option(help: "Only these workloads, comma-separated (for profiling one): c-consume, plain, committable, bridges. The report needs all of them.")
+    var only: String?
+
     static let logger = warningsOnlyLogger()
 
     @Flag(help: "Measure only the stream core (no Kafka): elements per second through a few stages.")
@@ -72,10 +75,14 @@ struct StreamBenchCommand: AsyncParsableCommand {
                 results[name, default: []].append(value)
                 progress("round \(round): \(name) \(grouped(value)) msgs/s")
             }
-            record("C consume", try await cConsume(servers, input: input))
-            record("plain source → ignore", try await plainSource(bootstrapServers, input: input))
-            record("committable source → committer", try await committable(bootstrapServers, input: input))
-            for name in ["C bridge", "Sluice bridge", "Python bridge"] {
+            let selected = only.map { Set($0.split(separator: ",").map(String.init)) }
+            func wanted(_ workload: String) -> Bool { selected?.contains(workload) ?? true }
+            if wanted("c-consume") { record("C consume", try await cConsume(servers, input: input)) }
+            if wanted("plain") { record("plain source → ignore", try await plainSource(bootstrapServers, input: input)) }
+            if wanted("committable") {
+                record("committable source → committer", try await committable(bootstrapServers, input: input))
+            }
+            for name in ["C bridge", "Sluice bridge", "Python bridge"] where wanted("bridges") {
                 let output = "bench-streams-out-\(name.split(separator: " ")[0].lowercased())-\(runID)"
                 try await admin.createTopic(KafkaTopicSpecification(name: output, partitions: Int32(partitions)))
                 switch name {
@@ -86,6 +93,7 @@ struct StreamBenchCommand: AsyncParsableCommand {
             }
         }
         let medians = results.mapValues(median)
+        guard only == nil else { return }
         func ratio(_ a: String, _ b: String) -> String { fixed(medians[a]! / medians[b]!, 2) }
         print(renderTable([
             ["workload (median of \(rounds))", "msgs/s", "ratio", "against", "target"],

@@ -121,7 +121,7 @@ public enum KafkaStreamsError: Error, Sendable, CustomStringConvertible {
 final class SourceCounters: Sendable {
     private let emittedCount = Atomic<Int>(0)
     private let heldCount = Atomic<Int>(0)
-    func emit() { emittedCount.wrappingAdd(1, ordering: .relaxed) }
+    func emit(_ count: Int = 1) { emittedCount.wrappingAdd(count, ordering: .relaxed) }
     func setHeld(_ count: Int) { heldCount.store(count, ordering: .relaxed) }
     var emitted: Int { emittedCount.load(ordering: .relaxed) }
     var held: Int { heldCount.load(ordering: .relaxed) }

@@ -21,25 +21,19 @@ public enum KafkaSource {
             let consumer = try KafkaConsumer(configuration: settings.consumer, logger: logger)
             try settings.subscription.apply(to: consumer)
             let control = KafkaConsumerControl(consumer: consumer, coordinator: nil, counters: counters) {}
-            let elements = StreamElements<KafkaConsumerMessage>.make {
-                var batch: [KafkaConsumerMessage] = []
-                var index = 0
-                return {
-                    while true {
-                        if index < batch.count {
-                            defer { index += 1 }
-                            counters.emit()
-                            return batch[index]
-                        }
-                        guard !control.isStopped else { return nil }
+            // Each batch read from the consumer goes downstream as one chunk.
+            let elements = StreamElements<KafkaConsumerMessage>.makeChunked {
+                {
+                    while !control.isStopped {
                         switch try await consumer.readBatch(maxCount: Self.sourceBatch) {
-                        case .messages(let next)?:
-                            batch = next
-                            index = 0
-                        case .wokenUp?: continue
+                        case .messages(let batch)? where !batch.isEmpty:
+                            counters.emit(batch.count)
+                            return batch
+                        case .messages?, .wokenUp?: continue
                         case nil: return nil
                         }
                     }
+                    return nil
                 }
             }
             return (elements, control)
@@ -70,27 +64,32 @@ public enum KafkaSource {
             let control = KafkaConsumerControl(consumer: consumer, coordinator: coordinator, counters: counters) {
                 state.detach()
             }
-            let elements = StreamElements<CommittableMessage>.make {
+            // Messages go downstream in chunks: whatever is admitted at once (held messages whose partition may go
+            // on again, then the batch read from the consumer), without waiting to fill a chunk.
+            let elements = StreamElements<CommittableMessage>.makeChunked {
                 var batch: [KafkaConsumerMessage] = []
                 var index = 0
                 // The ledger of the last message's partition: consecutive messages of a batch mostly share a
                 // partition, and looking the ledger up costs two locks and a hash of the topic name.
                 var lastLedger: PartitionLedger?
                 return {
+                    var chunk: [CommittableMessage] = []
                     while !control.isStopped {
-                        if let ready = state.nextHeld(coordinator: coordinator) {
-                            counters.emit()
-                            return ready
+                        while chunk.count < Self.sourceBatch, let ready = state.nextHeld(coordinator: coordinator) {
+                            chunk.append(ready)
                         }
-                        if index < batch.count {
+                        while chunk.count < Self.sourceBatch, index < batch.count {
                             let message = batch[index]
                             index += 1
                             if let admitted = state.admit(message, coordinator: coordinator, cached: &lastLedger) {
-                                counters.emit()
-                                return admitted
+                                chunk.append(admitted)
+                            } else {
+                                counters.setHeld(state.heldCount)
                             }
-                            counters.setHeld(state.heldCount)
-                            continue
+                        }
+                        if !chunk.isEmpty {
+                            counters.emit(chunk.count)
+                            return chunk
                         }
                         switch try await consumer.readBatch(maxCount: Self.sourceBatch) {
                         case .messages(let next)?:

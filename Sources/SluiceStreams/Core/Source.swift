@@ -73,7 +73,20 @@ public struct Source<Output: Sendable, Materialized>: Sendable {
 extension Source where Materialized == Void {
     /// A source emitting the elements of a sequence, then completing.
     public init<S: Sequence & Sendable>(_ elements: S) where S.Element == Output {
-        self.init { (StreamElements(SequenceElements(base: elements)), ()) }
+        self.init {
+            let chunks = StreamElements<Output>.makeChunked {
+                var iterator = elements.makeIterator()
+                return {
+                    var chunk: [Output] = []
+                    while chunk.count < sequenceChunkSize, let element = iterator.next() {
+                        if chunk.isEmpty { chunk.reserveCapacity(sequenceChunkSize) }
+                        chunk.append(element)
+                    }
+                    return chunk.isEmpty ? nil : chunk
+                }
+            }
+            return (chunks, ())
+        }
     }
 
     /// A source emitting the elements of an async sequence (made afresh for each run).
@@ -115,16 +128,5 @@ extension Source where Materialized == Void {
     }
 }
 
-/// A synchronous sequence as an async sequence.
-struct SequenceElements<Base: Sequence & Sendable>: AsyncSequence, Sendable where Base.Element: Sendable {
-    typealias Element = Base.Element
-    typealias Failure = Never
-    let base: Base
-
-    struct AsyncIterator: AsyncIteratorProtocol {
-        var base: Base.Iterator
-        mutating func next() async -> Base.Element? { base.next() }
-    }
-
-    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: base.makeIterator()) }
-}
+/// Elements a sequence source hands out at a time: its elements cost nothing to make, so it may run ahead of demand.
+let sequenceChunkSize = 32

@@ -20,16 +20,84 @@ public struct StreamElements<Element: Sendable>: AsyncSequence, Sendable {
         self.base = base
     }
 
+    /// Pulls elements one at a time; from a stage that hands out chunks (``ChunkedElements``), it takes a chunk at a
+    /// time and serves its elements from memory, so the asynchronous call through the type-erased stage is paid once
+    /// per chunk, not once per element.
     public struct AsyncIterator: AsyncIteratorProtocol {
-        var base: any AsyncIteratorProtocol<Element, any Error>
+        private var base: (any AsyncIteratorProtocol<Element, any Error>)?
+        private var nextChunkFunction: (() async throws -> [Element]?)?
+        private var chunk: [Element] = []
+        private var index = 0
+
+        init(base: any AsyncIteratorProtocol<Element, any Error>) { self.base = base }
+        init(chunks: @escaping () async throws -> [Element]?) { self.nextChunkFunction = chunks }
 
         public mutating func next() async throws -> Element? {
-            try await base.next()
+            if index < chunk.count {
+                defer { index += 1 }
+                return chunk[index]
+            }
+            guard let nextChunkFunction else { return try await base?.next() }
+            guard let next = try await nextChunkFunction(), !next.isEmpty else {
+                chunk = []
+                index = 0
+                return nil
+            }
+            chunk = next
+            index = 1
+            return next[0]
+        }
+
+        /// The elements still buffered, or else the next chunk (one element from a stage without chunks); `nil` at
+        /// the end. For stages that work on several elements at a time.
+        public mutating func nextChunk() async throws -> [Element]? {
+            if index < chunk.count {
+                defer {
+                    chunk = []
+                    index = 0
+                }
+                return index == 0 ? chunk : Array(chunk[index...])
+            }
+            guard let nextChunkFunction else { return try await base?.next().map { [$0] } }
+            chunk = []
+            index = 0
+            guard let next = try await nextChunkFunction(), !next.isEmpty else { return nil }
+            return next
         }
     }
 
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(base: base.makeAsyncIterator())
+        if let chunked = base as? any ChunkedElements<Element>, chunked.isChunked {
+            return AsyncIterator(chunks: chunked.makeNextChunk())
+        }
+        return AsyncIterator(base: base.makeAsyncIterator())
+    }
+
+    /// Whether the stage hands out chunks.
+    var isChunked: Bool { (base as? any ChunkedElements<Element>)?.isChunked ?? false }
+}
+
+/// A stage that can hand out its elements several at a time. ``StreamElements`` recognises it and pulls chunks.
+protocol ChunkedElements<Element>: AsyncSequence, Sendable where Element: Sendable, Failure == any Error {
+    /// Whether this stage hands out chunks now (a stage that maps its upstream's chunks has none over an
+    /// element-wise upstream).
+    var isChunked: Bool { get }
+    /// A function returning the next chunk (never empty; `nil` at the end), made afresh for each iteration.
+    func makeNextChunk() -> () async throws -> [Element]?
+}
+
+/// A chunked stage defined by a closure that makes its `nextChunk` function.
+struct ClosureChunkElements<Element: Sendable>: ChunkedElements {
+    typealias Failure = any Error
+    let makeNextChunkFunction: @Sendable () -> (() async throws -> [Element]?)
+
+    var isChunked: Bool { true }
+
+    func makeNextChunk() -> () async throws -> [Element]? { makeNextChunkFunction() }
+
+    /// Element by element, for whoever iterates the stage directly rather than through ``StreamElements``.
+    func makeAsyncIterator() -> StreamElements<Element>.AsyncIterator {
+        StreamElements<Element>.AsyncIterator(chunks: makeNextChunkFunction())
     }
 }
 
@@ -66,5 +134,16 @@ extension StreamElements {
     /// The returned function is called from one task at a time; `nil` ends the stream.
     public static func make(_ makeNext: @escaping @Sendable () -> (() async throws -> Element?)) -> StreamElements {
         StreamElements(ClosureElements(makeNext: makeNext))
+    }
+
+    /// Elements produced several at a time by a `nextChunk` function made afresh for each iteration (for a stage
+    /// that has several elements at hand at once, such as a batch read from Kafka). The function is called from one
+    /// task at a time, only when the previous chunk was taken; it returns at least one element, or `nil` at the end.
+    /// A chunk is taken from upstream before the stage downstream asked for every element in it: keep chunks small
+    /// (tens of elements) so that the stream stays bounded.
+    public static func makeChunked(
+        _ makeNextChunk: @escaping @Sendable () -> (() async throws -> [Element]?)
+    ) -> StreamElements {
+        StreamElements(erased: ClosureChunkElements(makeNextChunkFunction: makeNextChunk))
     }
 }

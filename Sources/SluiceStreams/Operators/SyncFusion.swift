@@ -6,29 +6,59 @@ protocol SyncComposable<Element>: AsyncSequence, Sendable where Element: Sendabl
 }
 
 /// Upstream elements passed through a synchronous function (`nil` drops the element).
-struct SyncMapped<Base: AsyncSequence & Sendable, Element: Sendable>: SyncComposable where Base.Element: Sendable {
+///
+/// Over a chunked upstream (a Kafka source, a sequence) it maps whole chunks and hands them on as chunks, so the
+/// stream pays its asynchronous hops once per chunk; over any other upstream it maps element by element.
+struct SyncMapped<Input: Sendable, Element: Sendable>: SyncComposable, ChunkedElements {
     typealias Failure = any Error
-    let base: Base
-    let transform: @Sendable (Base.Element) throws -> Element?
+    let base: StreamElements<Input>
+    let transform: @Sendable (Input) throws -> Element?
 
     func composing<T: Sendable>(_ next: @escaping @Sendable (Element) throws -> T?) -> StreamElements<T> {
         let transform = self.transform
-        return StreamElements(erased: SyncMapped<Base, T>(base: base) { element in try transform(element).flatMap(next) })
+        return StreamElements(erased: SyncMapped<Input, T>(base: base) { element in try transform(element).flatMap(next) })
+    }
+
+    var isChunked: Bool { base.isChunked }
+
+    func makeNextChunk() -> () async throws -> [Element]? {
+        var upstream = base.makeAsyncIterator()
+        let transform = self.transform
+        // A transform that throws midway through a chunk: the elements mapped before it go out first, then the error.
+        var pendingFailure: (any Error)?
+        return {
+            if let failure = pendingFailure { throw failure }
+            while let inputs = try await upstream.nextChunk() {
+                var outputs: [Element] = []
+                outputs.reserveCapacity(inputs.count)
+                for input in inputs {
+                    do {
+                        if let output = try transform(input) { outputs.append(output) }
+                    } catch {
+                        guard !outputs.isEmpty else { throw error }
+                        pendingFailure = error
+                        return outputs
+                    }
+                }
+                if !outputs.isEmpty { return outputs }
+            }
+            return nil
+        }
     }
 
     struct AsyncIterator: AsyncIteratorProtocol {
-        var base: Base.AsyncIterator
-        let transform: @Sendable (Base.Element) throws -> Element?
+        var upstream: StreamElements<Input>.AsyncIterator
+        let transform: @Sendable (Input) throws -> Element?
 
         mutating func next() async throws -> Element? {
-            while let element = try await base.next() {
+            while let element = try await upstream.next() {
                 if let transformed = try transform(element) { return transformed }
             }
             return nil
         }
     }
 
-    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: base.makeAsyncIterator(), transform: transform) }
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(upstream: base.makeAsyncIterator(), transform: transform) }
 }
 
 extension StreamElements {
