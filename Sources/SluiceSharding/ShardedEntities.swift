@@ -33,7 +33,7 @@ public enum ShardedEntities {
         decode: @escaping @Sendable (KafkaConsumerMessage) throws -> Message
     ) -> Flow<CommittableMessage, EntityDelivery, Void> {
         Flow.fromElements { upstream in
-            .make {
+            .makeChunked {
                 let window = AsyncWindow<EntityDelivery>(capacity: parallelism, ordered: false)
                 let pump = WindowPump(window: window) {
                     for try await committable in upstream {
@@ -53,7 +53,7 @@ public enum ShardedEntities {
                         }
                     }
                 }
-                return { try await pump.next() }
+                return { try await pump.nextChunk(maxCount: min(parallelism, windowChunkSize)) }
             }
         }
     }

@@ -35,7 +35,7 @@ struct StreamBenchCommand: AsyncParsableCommand {
     @Option(help: "Python interpreter for the Python baseline.")
     var python = "python3"
 
-    @Option(help: "Only these workloads, comma-separated (for profiling one): c-consume, plain, committable, bridges. The report needs all of them.")
+    @Option(help: "Only these workloads, comma-separated (for profiling one): c-consume, plain, committable, bridges (or c-bridge, sluice-bridge, python-bridge). The report needs all of them.")
     var only: String?
 
     static let logger = warningsOnlyLogger()
@@ -82,7 +82,8 @@ struct StreamBenchCommand: AsyncParsableCommand {
             if wanted("committable") {
                 record("committable source → committer", try await committable(bootstrapServers, input: input))
             }
-            for name in ["C bridge", "Sluice bridge", "Python bridge"] where wanted("bridges") {
+            for name in ["C bridge", "Sluice bridge", "Python bridge"]
+            where wanted("bridges") || wanted(name.lowercased().replacingOccurrences(of: " ", with: "-")) {
                 let output = "bench-streams-out-\(name.split(separator: " ")[0].lowercased())-\(runID)"
                 try await admin.createTopic(KafkaTopicSpecification(name: output, partitions: Int32(partitions)))
                 switch name {

@@ -91,3 +91,46 @@ struct ChunkedElementsTests {
         #expect(made.value <= 32)
     }
 }
+
+@Suite("AsyncWindow chunks")
+struct AsyncWindowChunkTests {
+    @Test func anOrderedWindowHandsOutTheReadyPrefixAndFreesThatManyPlaces() async throws {
+        let window = AsyncWindow<Int>(capacity: 4, ordered: true)
+        var slots: [UInt64] = []
+        for _ in 0..<4 { slots.append(try #require(await window.reserve())) }
+        // Filled out of order: 1 and 3 first; nothing is ready until 0 is.
+        window.fill(slots[1], with: 1)
+        window.fill(slots[3], with: 3)
+        let waiting = Task { try await window.nextChunk(maxCount: 10) }
+        window.fill(slots[0], with: 0)
+        #expect(try await waiting.value == [0, 1], "0 and 1 are the ready prefix; 3 waits for 2")
+
+        // Two places are free again: two reservations succeed without waiting, a third waits for a take.
+        slots.append(try #require(await window.reserve()))
+        slots.append(try #require(await window.reserve()))
+        let third = Task { await window.reserve() }
+        window.fill(slots[2], with: 2)
+        #expect(try await window.nextChunk(maxCount: 1) == [2], "maxCount is respected")
+        #expect(try #require(await third.value) == 6)
+        window.fill(slots[4], with: 4)
+        window.fill(slots[5], with: 5)
+        window.fill(6, with: 6)
+        window.finish()
+        #expect(try await window.nextChunk(maxCount: 10) == [3, 4, 5, 6])
+        #expect(try await window.nextChunk(maxCount: 10) == nil)
+    }
+
+    @Test func anUnorderedWindowHandsOutResultsAsTheyCame() async throws {
+        let window = AsyncWindow<String>(capacity: 3, ordered: false)
+        let a = try #require(await window.reserve())
+        let b = try #require(await window.reserve())
+        let c = try #require(await window.reserve())
+        window.fill(c, with: "c")
+        window.fill(a, with: "a")
+        #expect(try await window.nextChunk(maxCount: 10) == ["c", "a"])
+        window.fill(b, with: "b")
+        window.finish()
+        #expect(try await window.nextChunk(maxCount: 10) == ["b"])
+        #expect(try await window.nextChunk(maxCount: 10) == nil)
+    }
+}

@@ -49,7 +49,7 @@ public enum KafkaProducerStages {
         _ upstream: StreamElements<ProducerEnvelope<PassThrough>>, producer: KafkaProducer, parallelism: Int,
         onFinish: (@Sendable () async throws -> Void)?
     ) -> StreamElements<ProducerResult<PassThrough>> {
-        .make {
+        .makeChunked {
             let window = ResultWindow<PassThrough>(capacity: parallelism, ordered: true)
             let pump = WindowPump(window: window) {
                 for try await envelope in upstream {
@@ -72,9 +72,26 @@ public enum KafkaProducerStages {
                 }
                 try await onFinish?()
             }
+            // Delivery results go downstream as chunks of those that are ready, in order; a failed delivery ends
+            // its chunk and fails the stream at the next pull (the results before it go on first).
+            var pendingFailure: KafkaError?
             return {
-                guard let result = try await pump.next() else { return nil }
-                return try result.get()
+                if let pendingFailure { throw pendingFailure }
+                guard let results = try await pump.nextChunk(maxCount: min(parallelism, windowChunkSize)) else {
+                    return nil
+                }
+                var chunk: [ProducerResult<PassThrough>] = []
+                chunk.reserveCapacity(results.count)
+                for result in results {
+                    switch result {
+                    case .success(let delivered): chunk.append(delivered)
+                    case .failure(let error):
+                        guard !chunk.isEmpty else { throw error }
+                        pendingFailure = error
+                        return chunk
+                    }
+                }
+                return chunk
             }
         }
     }

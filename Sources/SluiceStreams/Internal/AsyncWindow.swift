@@ -10,8 +10,8 @@ public final class AsyncWindow<Element: Sendable>: Sendable {
     private struct State {
         var issued: UInt64 = 0
         var consumed: UInt64 = 0
-        /// Ordered: results by sequence number. Unordered: unused.
-        var results: [UInt64: Element] = [:]
+        /// Ordered: a place per reserved sequence number not yet taken, from `consumed` on (`nil` until filled).
+        var places = Deque<Element?>()
         /// Unordered: results in completion order.
         var completed = Deque<Element>()
         var isFinished = false
@@ -26,7 +26,7 @@ public final class AsyncWindow<Element: Sendable>: Sendable {
     public let isOrdered: Bool
     private let state = Mutex(State())
 
-    private enum NextStep { case element(Element, CheckedContinuation<Void, Never>?), end, failed(any Error), wait }
+    private enum ChunkStep { case elements([Element], [CheckedContinuation<Void, Never>]), end, failed(any Error), wait }
 
     /// Creates a window of `capacity` places.
     public init(capacity: Int, ordered: Bool) {
@@ -41,6 +41,7 @@ public final class AsyncWindow<Element: Sendable>: Sendable {
                 if state.isFinished || state.failure != nil { return .some(nil) }
                 if state.issued - state.consumed < UInt64(capacity) {
                     defer { state.issued += 1 }
+                    if isOrdered { state.places.append(nil) }
                     return .some(state.issued)
                 }
                 return nil
@@ -72,7 +73,12 @@ public final class AsyncWindow<Element: Sendable>: Sendable {
     public func fill(_ sequence: UInt64, with element: Element) {
         let reader = state.withLock { state -> CheckedContinuation<Void, Never>? in
             if isOrdered {
-                state.results[sequence] = element
+                guard sequence >= state.consumed, sequence - state.consumed < UInt64(state.places.count) else {
+                    return nil  // not reserved, or taken already: ignored
+                }
+                state.places[Int(sequence - state.consumed)] = element
+                // The reader waits for the head only: a later place filled first does not make it ready.
+                guard sequence == state.consumed else { return nil }
             } else {
                 state.completed.append(element)
             }
@@ -103,26 +109,41 @@ public final class AsyncWindow<Element: Sendable>: Sendable {
 
     /// The next result (in order, or as completed); `nil` at the end.
     public func next() async throws -> Element? {
+        try await nextChunk(maxCount: 1)?.first
+    }
+
+    /// The results ready now (at least one, at most `maxCount`; waiting for the first), in order or as completed;
+    /// `nil` at the end. One lock for all of them.
+    public func nextChunk(maxCount: Int) async throws -> [Element]? {
         while true {
-            let step: NextStep = state.withLock { state in
+            let step: ChunkStep = state.withLock { state in
                 if let failure = state.failure { return .failed(failure) }
-                let element: Element?
+                var elements: [Element] = []
                 if isOrdered {
-                    element = state.results.removeValue(forKey: state.consumed)
+                    while elements.count < maxCount, let head = state.places.first, let element = head {
+                        state.places.removeFirst()
+                        elements.append(element)
+                    }
                 } else {
-                    element = state.completed.popFirst()
+                    while elements.count < maxCount, let element = state.completed.popFirst() {
+                        elements.append(element)
+                    }
                 }
-                if let element {
-                    state.consumed += 1
-                    return .element(element, state.reservers.popFirst())
+                if !elements.isEmpty {
+                    state.consumed += UInt64(elements.count)
+                    var reservers: [CheckedContinuation<Void, Never>] = []
+                    while reservers.count < elements.count, let reserver = state.reservers.popFirst() {
+                        reservers.append(reserver)
+                    }
+                    return .elements(elements, reservers)
                 }
                 if state.isFinished && state.consumed == state.issued { return .end }
                 return .wait
             }
             switch step {
-            case .element(let element, let reserver):
-                reserver?.resume()
-                return element
+            case .elements(let elements, let reservers):
+                for reserver in reservers { reserver.resume() }
+                return elements
             case .end:
                 return nil
             case .failed(let error):
@@ -134,7 +155,7 @@ public final class AsyncWindow<Element: Sendable>: Sendable {
                         let resumeNow = state.withLock { state in
                             let ready =
                                 state.failure != nil || (state.isFinished && state.consumed == state.issued)
-                                || (isOrdered ? state.results[state.consumed] != nil : !state.completed.isEmpty)
+                                || (isOrdered ? (state.places.first ?? nil) != nil : !state.completed.isEmpty)
                             if ready { return true }
                             state.reader = continuation
                             return false

@@ -81,7 +81,7 @@ extension StreamElements {
     ) -> StreamElements<T> {
         precondition(parallelism > 0, "mapAsync needs a parallelism of at least 1")
         let upstream = self
-        return .make {
+        return .makeChunked {
             let window = AsyncWindow<T>(capacity: parallelism, ordered: ordered)
             let pump = WindowPump(window: window) {
                 try await withThrowingDiscardingTaskGroup { group in
@@ -100,7 +100,7 @@ extension StreamElements {
                     }
                 }
             }
-            return { try await pump.next() }
+            return { try await pump.nextChunk(maxCount: Swift.min(parallelism, windowChunkSize)) }
         }
     }
 
@@ -110,7 +110,7 @@ extension StreamElements {
     ) -> StreamElements<T> {
         precondition(parallelism > 0, "mapAsyncPartitioned needs a parallelism of at least 1")
         let upstream = self
-        return .make {
+        return .makeChunked {
             let window = AsyncWindow<T>(capacity: parallelism, ordered: true)
             let chains = KeyChains<Key>()
             let pump = WindowPump(window: window) {
@@ -132,7 +132,7 @@ extension StreamElements {
                     }
                 }
             }
-            return { try await pump.next() }
+            return { try await pump.nextChunk(maxCount: Swift.min(parallelism, windowChunkSize)) }
         }
     }
 
@@ -228,22 +228,35 @@ public final class WindowPump<Element: Sendable>: @unchecked Sendable {
 
     /// The next result; starts the producing loop on first call.
     public func next() async throws -> Element? {
-        if handle == nil {
-            let window = self.window
-            let produce = self.produce
-            handle = TaskHandle(
-                Task {
-                    do {
-                        try await produce()
-                        window.finish()
-                    } catch {
-                        window.fail(error)
-                    }
-                })
-        }
+        if handle == nil { start() }
         return try await window.next()
     }
+
+    private func start() {
+        let window = self.window
+        let produce = self.produce
+        handle = TaskHandle(
+            Task {
+                do {
+                    try await produce()
+                    window.finish()
+                } catch {
+                    window.fail(error)
+                }
+            })
+    }
+
+    /// The results ready now (at least one, at most `maxCount`), waiting for the first; starts the producing loop on
+    /// first call.
+    public func nextChunk(maxCount: Int) async throws -> [Element]? {
+        if handle == nil { start() }
+        return try await window.nextChunk(maxCount: maxCount)
+    }
 }
+
+/// Results a windowed stage hands downstream at a time, at most (never more than its parallelism either): whatever is
+/// ready when downstream asks, so results go on as soon as they are ready, in one hop for several.
+public let windowChunkSize = 64
 
 /// Per-key chains of work for ``StreamElements/mapAsyncPartitioned``: each element of a key waits for the one
 /// before it. Finished chains are forgotten, so the map holds only keys with work in progress.
