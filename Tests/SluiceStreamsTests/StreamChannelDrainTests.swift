@@ -34,6 +34,39 @@ struct StreamChannelDrainTests {
         #expect(received == Array(0..<total))
     }
 
+    @Test("send(contentsOf:) keeps order across a waiting receiver and a full buffer, and never exceeds capacity")
+    func sendContentsOf() async throws {
+        let channel = StreamChannel<Int>(capacity: 3)
+        let total = 5_000
+        // A receiver that waits on an empty buffer takes the first element of the next send directly (here at the start,
+        // if the receiving task runs first, and whenever the receiver catches up with the sender).
+        let first = Task { try await channel.receive() }
+        let sender = Task {
+            var next = 0
+            while next < total {
+                let chunk = Array(next..<min(next + 7, total))  // more than the capacity at once
+                guard await channel.send(contentsOf: chunk) else { return false }
+                next += chunk.count
+            }
+            channel.finish()
+            return true
+        }
+        var received = [try #require(try await first.value)]
+        while let value = try await channel.receive() {
+            #expect(channel.count <= 3)
+            received.append(value)
+        }
+        #expect(await sender.value)
+        #expect(received == Array(0..<total))
+    }
+
+    @Test("send(contentsOf:) into a finished channel is refused")
+    func sendContentsOfFinished() async {
+        let channel = StreamChannel<Int>(capacity: 3)
+        channel.finish()
+        #expect(await channel.send(contentsOf: [1, 2]) == false)
+    }
+
     @Test("a failure is thrown by receive after drained elements")
     func drainThenFailure() async throws {
         struct Boom: Error {}

@@ -42,8 +42,9 @@ public enum KafkaCommitter {
         Flow.fromElements { upstream in
             .make {
                 let pump = Pump<CommittableOffset>(capacity: max(settings.maxBatch, 16)) { channel in
-                    for try await offset in upstream {
-                        guard await channel.send(offset) else { return }
+                    var offsets = upstream.makeAsyncIterator()
+                    while let chunk = try await offsets.nextChunk() {
+                        guard await channel.send(contentsOf: chunk) else { return }
                     }
                 }
                 let permits = CommitPermits(settings.parallelism)

@@ -67,21 +67,16 @@ public struct StreamElements<Element: Sendable>: AsyncSequence, Sendable {
     }
 
     public func makeAsyncIterator() -> AsyncIterator {
-        if let chunked = base as? any ChunkedElements<Element>, chunked.isChunked {
-            return AsyncIterator(chunks: chunked.makeNextChunk())
-        }
+        if let chunked = base as? any ChunkedElements<Element> { return AsyncIterator(chunks: chunked.makeNextChunk()) }
         return AsyncIterator(base: base.makeAsyncIterator())
     }
 
     /// Whether the stage hands out chunks.
-    var isChunked: Bool { (base as? any ChunkedElements<Element>)?.isChunked ?? false }
+    var isChunked: Bool { base is any ChunkedElements<Element> }
 }
 
 /// A stage that can hand out its elements several at a time. ``StreamElements`` recognises it and pulls chunks.
 protocol ChunkedElements<Element>: AsyncSequence, Sendable where Element: Sendable, Failure == any Error {
-    /// Whether this stage hands out chunks now (a stage that maps its upstream's chunks has none over an
-    /// element-wise upstream).
-    var isChunked: Bool { get }
     /// A function returning the next chunk (never empty; `nil` at the end), made afresh for each iteration.
     func makeNextChunk() -> () async throws -> [Element]?
 }
@@ -90,8 +85,6 @@ protocol ChunkedElements<Element>: AsyncSequence, Sendable where Element: Sendab
 struct ClosureChunkElements<Element: Sendable>: ChunkedElements {
     typealias Failure = any Error
     let makeNextChunkFunction: @Sendable () -> (() async throws -> [Element]?)
-
-    var isChunked: Bool { true }
 
     func makeNextChunk() -> () async throws -> [Element]? { makeNextChunkFunction() }
 

@@ -43,6 +43,40 @@ public final class StreamChannel<Element: Sendable>: Sendable {
 
     // MARK: Sending
 
+    /// Sends elements in order: as many as there is room for under one lock (the first straight to a waiting
+    /// receiver), the rest one by one as room comes. Returns `false` as ``send(_:)`` does, for the first element not
+    /// accepted (it and those after it are dropped).
+    @discardableResult
+    public func send(contentsOf elements: [Element]) async -> Bool {
+        var next = 0
+        while next < elements.count {
+            let (receiver, accepted, closed) = state.withLock {
+                state -> (CheckedContinuation<ReceiveResult, any Error>?, Int, Bool) in
+                if state.completion != nil { return (nil, 0, true) }
+                var index = next
+                var receiver: CheckedContinuation<ReceiveResult, any Error>?
+                if let waiting = state.receiver.take() {
+                    receiver = waiting  // it waits only on an empty buffer: handing it the first keeps the order
+                    index += 1
+                }
+                while index < elements.count, state.buffer.count < capacity {
+                    state.buffer.append(elements[index])
+                    index += 1
+                }
+                return (receiver, index - next, false)
+            }
+            if closed { return false }
+            receiver?.resume(returning: .element(elements[next]))
+            next += accepted
+            if next < elements.count {
+                // Full: wait for room with the next element, then go on in bulk.
+                guard await send(elements[next]) else { return false }
+                next += 1
+            }
+        }
+        return true
+    }
+
     /// Sends an element, waiting for room. Returns `false` if the channel was finished (the element is dropped:
     /// nobody will read it) or the sending task was cancelled.
     @discardableResult

@@ -5,65 +5,67 @@ protocol SyncComposable<Element>: AsyncSequence, Sendable where Element: Sendabl
     func composing<T: Sendable>(_ next: @escaping @Sendable (Element) throws -> T?) -> StreamElements<T>
 }
 
-/// Upstream elements passed through a synchronous function (`nil` drops the element).
-///
-/// Over a chunked upstream (a Kafka source, a sequence) it maps whole chunks and hands them on as chunks, so the
-/// stream pays its asynchronous hops once per chunk; over any other upstream it maps element by element.
-struct SyncMapped<Input: Sendable, Element: Sendable>: SyncComposable, ChunkedElements {
+/// Upstream elements passed through a synchronous function (`nil` drops the element), one at a time: for an upstream
+/// that does not hand out chunks (see ``StreamElements/fusedCompactMap(_:)``).
+struct SyncMapped<Base: AsyncSequence & Sendable, Element: Sendable>: SyncComposable where Base.Element: Sendable {
     typealias Failure = any Error
-    let base: StreamElements<Input>
-    let transform: @Sendable (Input) throws -> Element?
+    let base: Base
+    let transform: @Sendable (Base.Element) throws -> Element?
 
     func composing<T: Sendable>(_ next: @escaping @Sendable (Element) throws -> T?) -> StreamElements<T> {
         let transform = self.transform
-        return StreamElements(erased: SyncMapped<Input, T>(base: base) { element in try transform(element).flatMap(next) })
-    }
-
-    var isChunked: Bool { base.isChunked }
-
-    func makeNextChunk() -> () async throws -> [Element]? {
-        var upstream = base.makeAsyncIterator()
-        let transform = self.transform
-        // A transform that throws midway through a chunk: the elements mapped before it go out first, then the error.
-        var pendingFailure: (any Error)?
-        return {
-            if let failure = pendingFailure { throw failure }
-            while let inputs = try await upstream.nextChunk() {
-                var outputs: [Element] = []
-                outputs.reserveCapacity(inputs.count)
-                for input in inputs {
-                    do {
-                        if let output = try transform(input) { outputs.append(output) }
-                    } catch {
-                        guard !outputs.isEmpty else { throw error }
-                        pendingFailure = error
-                        return outputs
-                    }
-                }
-                if !outputs.isEmpty { return outputs }
-            }
-            return nil
-        }
+        return StreamElements(erased: SyncMapped<Base, T>(base: base) { element in try transform(element).flatMap(next) })
     }
 
     struct AsyncIterator: AsyncIteratorProtocol {
-        var upstream: StreamElements<Input>.AsyncIterator
-        let transform: @Sendable (Input) throws -> Element?
+        var base: Base.AsyncIterator
+        let transform: @Sendable (Base.Element) throws -> Element?
 
         mutating func next() async throws -> Element? {
-            while let element = try await upstream.next() {
+            while let element = try await base.next() {
                 if let transformed = try transform(element) { return transformed }
             }
             return nil
         }
     }
 
-    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(upstream: base.makeAsyncIterator(), transform: transform) }
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: base.makeAsyncIterator(), transform: transform) }
 }
 
 extension StreamElements {
     /// Applies a synchronous function, fused with the stage before it when that is synchronous too.
+    ///
+    /// Over a chunked upstream (a Kafka source, a sequence, a windowed stage) it maps whole chunks and hands them on
+    /// as chunks: the stream pays its asynchronous hop once per chunk, and the loop over a chunk is made here, where
+    /// the element types are known (specialized), not in type-erased generic code. Consecutive maps chain their
+    /// chunk loops. Over any other upstream it maps element by element, composing consecutive transforms.
     func fusedCompactMap<T: Sendable>(_ transform: @escaping @Sendable (Element) throws -> T?) -> StreamElements<T> {
+        if isChunked {
+            let upstream = self
+            return .makeChunked {
+                var inputs = upstream.makeAsyncIterator()
+                // A transform that throws midway through a chunk: the elements mapped before it go out first.
+                var pendingFailure: (any Error)?
+                return {
+                    if let failure = pendingFailure { throw failure }
+                    while let chunk = try await inputs.nextChunk() {
+                        var outputs: [T] = []
+                        outputs.reserveCapacity(chunk.count)
+                        for input in chunk {
+                            do {
+                                if let output = try transform(input) { outputs.append(output) }
+                            } catch {
+                                guard !outputs.isEmpty else { throw error }
+                                pendingFailure = error
+                                return outputs
+                            }
+                        }
+                        if !outputs.isEmpty { return outputs }
+                    }
+                    return nil
+                }
+            }
+        }
         if let composable = base as? any SyncComposable<Element> {
             return composable.composing(transform)
         }
