@@ -52,22 +52,17 @@ public enum KafkaProducerStages {
         .makeChunked {
             let window = ResultWindow<PassThrough>(capacity: parallelism, ordered: true)
             let pump = WindowPump(window: window) {
-                for try await envelope in upstream {
-                    guard let slot = await window.reserve() else { return }
-                    switch envelope {
-                    case .single(let message, let passThrough):
-                        try await producer.send(message) { result in
-                            window.fill(slot, with: result.map { .single($0, passThrough) })
+                // Envelopes come in chunks, and take their places in the window a chunk at a time: one lock and at
+                // most one suspension per chunk, not per message.
+                var envelopes = upstream.makeAsyncIterator()
+                while let chunk = try await envelopes.nextChunk() {
+                    var next = 0
+                    while next < chunk.count {
+                        guard let slots = await window.reserve(upTo: chunk.count - next) else { return }
+                        for slot in slots {
+                            try await produce(chunk[next], slot: slot, producer: producer, window: window)
+                            next += 1
                         }
-                    case .multi(let messages, let passThrough):
-                        let collector = MultiDelivery(count: messages.count) { result in
-                            window.fill(slot, with: result.map { .multi($0, passThrough) })
-                        }
-                        for (index, message) in messages.enumerated() {
-                            try await producer.send(message) { collector.delivered(index, $0) }
-                        }
-                    case .passThrough(let passThrough):
-                        window.fill(slot, with: .success(.passThrough(passThrough)))
                     }
                 }
                 try await onFinish?()
@@ -93,6 +88,31 @@ public enum KafkaProducerStages {
                 }
                 return chunk
             }
+        }
+    }
+}
+
+extension KafkaProducerStages {
+    /// Produces one envelope into its window place; the place is filled when its deliveries are reported.
+    @inline(__always)
+    static func produce<PassThrough: Sendable>(
+        _ envelope: ProducerEnvelope<PassThrough>, slot: UInt64, producer: KafkaProducer,
+        window: ResultWindow<PassThrough>
+    ) async throws {
+        switch envelope {
+        case .single(let message, let passThrough):
+            try await producer.send(message) { result in
+                window.fill(slot, with: result.map { .single($0, passThrough) })
+            }
+        case .multi(let messages, let passThrough):
+            let collector = MultiDelivery(count: messages.count) { result in
+                window.fill(slot, with: result.map { .multi($0, passThrough) })
+            }
+            for (index, message) in messages.enumerated() {
+                try await producer.send(message) { collector.delivered(index, $0) }
+            }
+        case .passThrough(let passThrough):
+            window.fill(slot, with: .success(.passThrough(passThrough)))
         }
     }
 }

@@ -36,13 +36,21 @@ public final class AsyncWindow<Element: Sendable>: Sendable {
 
     /// Waits for a free place and returns its sequence number; `nil` if the window was closed meanwhile.
     public func reserve() async -> UInt64? {
+        await reserve(upTo: 1)?.lowerBound
+    }
+
+    /// Waits for at least one free place and reserves as many as are free, up to `count` (at least 1): consecutive
+    /// sequence numbers; `nil` if the window was closed meanwhile.
+    public func reserve(upTo count: Int) async -> Range<UInt64>? {
         while true {
-            let reserved: UInt64?? = state.withLock { state in
+            let reserved: Range<UInt64>?? = state.withLock { state in
                 if state.isFinished || state.failure != nil { return .some(nil) }
-                if state.issued - state.consumed < UInt64(capacity) {
-                    defer { state.issued += 1 }
-                    if isOrdered { state.places.append(nil) }
-                    return .some(state.issued)
+                let free = UInt64(capacity) - (state.issued - state.consumed)
+                if free > 0 {
+                    let taken = min(free, UInt64(max(count, 1)))
+                    defer { state.issued += taken }
+                    if isOrdered { for _ in 0..<taken { state.places.append(nil) } }
+                    return .some(state.issued..<(state.issued + taken))
                 }
                 return nil
             }
