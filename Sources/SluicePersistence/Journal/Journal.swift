@@ -103,6 +103,12 @@ public struct JournalAppend: Sendable {
 
 extension Journal {
     public func submit(_ append: JournalAppend, completion: @escaping @Sendable (PersistenceError?) -> Void) {
+        submitInTask(append, completion: completion)
+    }
+
+    /// Runs ``append(_:)`` in a task and reports its outcome to `completion`: the default ``submit(_:completion:)``,
+    /// and the way of a journal's appends that its own non-suspending path does not take.
+    func submitInTask(_ append: JournalAppend, completion: @escaping @Sendable (PersistenceError?) -> Void) {
         Task {
             do throws(PersistenceError) {
                 try await self.append(append)

@@ -439,17 +439,6 @@ public final class KafkaChangelogJournal: Journal {
         }
     }
 
-    private func submitInTask(_ append: JournalAppend, completion: @escaping @Sendable (PersistenceError?) -> Void) {
-        Task {
-            do throws(PersistenceError) {
-                try await self.append(append)
-                completion(nil)
-            } catch {
-                completion(error)
-            }
-        }
-    }
-
     /// An append whose sequence numbers are reserved and whose records are made.
     private struct PreparedAppend: Sendable {
         let id: PersistenceID
