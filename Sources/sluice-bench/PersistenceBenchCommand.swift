@@ -40,6 +40,9 @@ struct PersistenceBenchCommand: AsyncParsableCommand {
     @Option(help: "SQLite operations per transaction (group commit size limit).")
     var sqliteBatch = 512
 
+    @Option(help: "How events and snapshots are encoded: json (PersistenceCodec.json, the default for Codable types) or binary (a hand-written codec: one byte per event, eight per snapshot), to tell the encoding's cost from the rest.")
+    var codec = "json"
+
     @Option(help: "Rounds of the throughput part; the report gives the median of each journal's ratios.")
     var rounds = 3
 
@@ -170,7 +173,8 @@ struct PersistenceBenchCommand: AsyncParsableCommand {
         }
         print(renderTable(rows))
         print("(committable source → sharded entities → committer, 4 partitions, \(grouped(Double(messages))) messages, "
-            + "100-byte values; a persistent entity persists one event per message before its offset is committable; "
+            + "100-byte values; a persistent entity persists one event per message before its offset is committable "
+            + "(\(codec) encoding); "
             + "each ratio is against the mean of the non-persistent runs just before and after it)\n")
         guard selected.contains("kafka") else { return }
 
@@ -213,8 +217,8 @@ struct PersistenceBenchCommand: AsyncParsableCommand {
         settings.region.idleTimeout = nil
         let entities = try PersistentShardedEntities(
             system: system, settings: settings, journal: journal, logger: Self.logger
-        ) { id in
-            Self.counter(id)
+        ) { [codec] id in
+            Self.counter(id, binary: codec == "binary")
         }
         let result = try await measure(servers, topic: topic, handOff: entities.handOff) {
             entities.flow(parallelism: 10_000) { _ in .increment }
@@ -227,11 +231,30 @@ struct PersistenceBenchCommand: AsyncParsableCommand {
     enum Command: Codable, Sendable { case increment }
     enum Event: Codable, Sendable { case incremented }
 
-    static func counter(_ id: PersistenceID, snapshotEvery: Int? = 1000) -> EventSourcedBehavior<Command, Event, Int, Int> {
+    static func counter(
+        _ id: PersistenceID, snapshotEvery: Int? = 1000, binary: Bool = false
+    ) -> EventSourcedBehavior<Command, Event, Int, Int> {
         EventSourcedBehavior(
-            persistenceID: id, emptyState: 0, snapshotEvery: snapshotEvery,
+            persistenceID: id, emptyState: 0, eventCodec: binary ? binaryEvents : .json(),
+            snapshotCodec: binary ? binaryCounts : .json(), snapshotEvery: snapshotEvery,
             commandHandler: { _, _ in .persist(.incremented) }, eventHandler: { count, _ in count + 1 })
     }
+
+    /// The event as one byte.
+    static let binaryEvents = PersistenceCodec<Event>(
+        manifest: "Event", version: 1, encode: { _ in [1] },
+        decode: { _, payload in
+            guard payload == [1] else { throw BenchError("not an encoded event: \(payload)") }
+            return .incremented
+        })
+
+    /// The count as eight little-endian bytes.
+    static let binaryCounts = PersistenceCodec<Int>(
+        manifest: "Count", version: 1, encode: { count in withUnsafeBytes(of: Int64(count).littleEndian) { Array($0) } },
+        decode: { _, payload in
+            guard payload.count == 8 else { throw BenchError("not an encoded count: \(payload)") }
+            return Int(Int64(littleEndian: payload.withUnsafeBytes { $0.loadUnaligned(as: Int64.self) }))
+        })
 
     struct Measurement { var rate: Double }
 
