@@ -22,6 +22,11 @@ import Foundation
 /// }
 /// ```
 ///
+/// JSON is the convenient default, but for small events it is most of what persisting one costs: Foundation's
+/// encoder takes a microsecond or more per event (measured: about a fifth of the persistent pipeline's throughput in
+/// `docs/benchmarks.md`). Entities that persist many small events can give a hand-written codec to
+/// ``init(manifest:version:encode:decode:)``.
+///
 /// Events of a version newer than the codec's are refused (the journal was written by newer code: roll forward),
 /// and so are events whose manifest differs: both fail recovery with ``PersistenceError/Code/undecodableEvent``
 /// naming the entity, journal and sequence number, instead of silently resetting state.
