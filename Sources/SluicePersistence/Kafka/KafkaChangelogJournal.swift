@@ -389,17 +389,19 @@ public final class KafkaChangelogJournal: Journal {
 
     public func append(_ append: JournalAppend) async throws(PersistenceError) {
         let prepared = try prepare(append)
-        try await deliver(prepared.messages, prepared)
+        let (id, partition, generation) = (prepared.id, prepared.partition, prepared.generation)
+        try await deliver(
+            prepared.messages, id: id, sequenceNumber: prepared.first, partition: partition, generation: generation)
         if let snapshot = append.snapshot {
             // After the events: a snapshot is never stored without the events it folds.
             let record = ChangelogValue.SnapshotRecord(snapshot: snapshot, inputOffsets: prepared.offsetsAfter)
-            try await deliver([message(ChangelogKey(prepared.id, .snapshot), .snapshot(record), prepared.partition)], prepared)
+            try await deliver(
+                [message(ChangelogKey(id, .snapshot), .snapshot(record), partition)], id: id,
+                sequenceNumber: snapshot.sequenceNumber, partition: partition, generation: generation)
         }
         try finish(prepared)
         if configuration.deleteEventsOnSnapshot, let snapshot = append.snapshot {
-            await deleteEvents(
-                of: prepared.id, through: snapshot.sequenceNumber, partition: prepared.partition,
-                generation: prepared.generation)
+            await deleteEvents(of: id, through: snapshot.sequenceNumber, partition: partition, generation: generation)
         }
     }
 
@@ -416,7 +418,11 @@ public final class KafkaChangelogJournal: Journal {
         }
         let collector = DeliveryCollector(count: prepared.messages.count) { [self] failure in
             do throws(PersistenceError) {
-                if let failure { throw failed(prepared, reason: failure) }
+                if let failure {
+                    throw failed(
+                        id: prepared.id, sequenceNumber: prepared.first, partition: prepared.partition,
+                        generation: prepared.generation, reason: failure)
+                }
                 try finish(prepared)
                 completion(nil)
             } catch {
@@ -618,12 +624,6 @@ public final class KafkaChangelogJournal: Journal {
 
     /// Produces `messages` and waits until the broker acknowledged every one. On failure the partition must be
     /// restored before its entities go on (what was stored is unknown).
-    private func deliver(_ messages: [KafkaProducerMessage], _ prepared: PreparedAppend) async throws(PersistenceError) {
-        try await deliver(
-            messages, id: prepared.id, sequenceNumber: prepared.first, partition: prepared.partition,
-            generation: prepared.generation)
-    }
-
     private func deliver(
         _ messages: [KafkaProducerMessage], id: PersistenceID, sequenceNumber: Int64?, partition: Int32,
         generation: UInt64
@@ -646,12 +646,6 @@ public final class KafkaChangelogJournal: Journal {
                 return
             }
         }
-    }
-
-    private func failed(_ prepared: PreparedAppend, reason failure: String) -> PersistenceError {
-        failed(
-            id: prepared.id, sequenceNumber: prepared.first, partition: prepared.partition,
-            generation: prepared.generation, reason: failure)
     }
 
     /// Marks the partition failed after a write whose outcome is unknown, and says so.
