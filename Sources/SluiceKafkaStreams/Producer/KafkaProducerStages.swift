@@ -18,6 +18,7 @@ public enum KafkaProducerStages {
         Flow.fromElements { upstream in
             produced(upstream, producer: producer, parallelism: parallelism, onFinish: nil)
         }
+        .map { try $0.get() }
     }
 
     /// Like ``flow(producer:parallelism:)``, but creates a producer from `configuration` for each run and
@@ -33,6 +34,7 @@ public enum KafkaProducerStages {
             }
             return (elements, ())
         }
+        .map { try $0.get() }
     }
 
     /// Produces every message with `producer`; completes when the stream has ended and every message is delivered.
@@ -45,10 +47,12 @@ public enum KafkaProducerStages {
             .toMat(Sink.ignore(), Keep.right)
     }
 
+    /// Each envelope's delivery outcome, in envelope order. The flows unwrap the outcomes with a fused `map`, so a
+    /// failed delivery fails the stream after the results before it.
     static func produced<PassThrough: Sendable>(
         _ upstream: StreamElements<ProducerEnvelope<PassThrough>>, producer: KafkaProducer, parallelism: Int,
         onFinish: (@Sendable () async throws -> Void)?
-    ) -> StreamElements<ProducerResult<PassThrough>> {
+    ) -> StreamElements<Result<ProducerResult<PassThrough>, KafkaError>> {
         .makeChunked {
             let window = ResultWindow<PassThrough>(capacity: parallelism, ordered: true)
             let pump = WindowPump(window: window) {
@@ -67,27 +71,8 @@ public enum KafkaProducerStages {
                 }
                 try await onFinish?()
             }
-            // Delivery results go downstream as chunks of those that are ready, in order; a failed delivery ends
-            // its chunk and fails the stream at the next pull (the results before it go on first).
-            var pendingFailure: KafkaError?
-            return {
-                if let pendingFailure { throw pendingFailure }
-                guard let results = try await pump.nextChunk(maxCount: min(parallelism, windowChunkSize)) else {
-                    return nil
-                }
-                var chunk: [ProducerResult<PassThrough>] = []
-                chunk.reserveCapacity(results.count)
-                for result in results {
-                    switch result {
-                    case .success(let delivered): chunk.append(delivered)
-                    case .failure(let error):
-                        guard !chunk.isEmpty else { throw error }
-                        pendingFailure = error
-                        return chunk
-                    }
-                }
-                return chunk
-            }
+            // The outcomes that are ready go downstream together, in order.
+            return { try await pump.nextChunk(maxCount: min(parallelism, windowChunkSize)) }
         }
     }
 }
