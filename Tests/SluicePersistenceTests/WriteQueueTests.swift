@@ -47,6 +47,11 @@ final class ManualJournal: Journal {
         private let entries = Mutex<[String]>([])
         func add(_ entry: String) { entries.withLock { $0.append(entry) } }
         var all: [String] { entries.withLock { $0 } }
+
+        /// A write's completion that logs `name`, or `"<name> failed"`.
+        func done(_ name: String) -> @Sendable (PersistenceError?) -> Void {
+            { [self] error in add(error == nil ? name : "\(name) failed") }
+        }
     }
 
     @Test func oneWriteInFlightLaterOnesMergedCompletionsInOrder() {
@@ -54,13 +59,10 @@ final class ManualJournal: Journal {
         let failures = Log()
         let queue = WriteQueue(journal: journal) { failures.add("stopped") }
         let log = Log()
-        func done(_ name: String) -> @Sendable (PersistenceError?) -> Void {
-            { error in log.add(error == nil ? name : "\(name) failed") }
-        }
-        queue.enqueue(Self.append(1, offset: 10), done: done("a"))
-        queue.enqueue(nil, done: done("b (no write)"))
-        queue.enqueue(Self.append(2, offset: 12), done: done("c"))
-        queue.enqueue(Self.append(3, offset: 13), done: done("d"))
+        queue.enqueue(Self.append(1, offset: 10), done: log.done("a"))
+        queue.enqueue(nil, done: log.done("b (no write)"))
+        queue.enqueue(Self.append(2, offset: 12), done: log.done("c"))
+        queue.enqueue(Self.append(3, offset: 13), done: log.done("d"))
         // Only the first write is in flight; nothing is released before it is durable.
         #expect(journal.submitted.map { $0.events.map(\.sequenceNumber) } == [[1]])
         #expect(log.all.isEmpty)
@@ -75,7 +77,7 @@ final class ManualJournal: Journal {
         #expect(journal.pending == 0)
 
         // With nothing in flight, a command without a write completes at once.
-        queue.enqueue(nil, done: done("e"))
+        queue.enqueue(nil, done: log.done("e"))
         #expect(log.all.last == "e")
         #expect(failures.all.isEmpty)
     }
@@ -103,18 +105,15 @@ final class ManualJournal: Journal {
         let stops = Log()
         let queue = WriteQueue(journal: journal) { stops.add("stop") }
         let log = Log()
-        func done(_ name: String) -> @Sendable (PersistenceError?) -> Void {
-            { error in log.add(error == nil ? name : "\(name) failed") }
-        }
-        queue.enqueue(Self.append(1, offset: 1), done: done("a"))
-        queue.enqueue(Self.append(2, offset: 2), done: done("b"))
-        queue.enqueue(nil, done: done("c"))
+        queue.enqueue(Self.append(1, offset: 1), done: log.done("a"))
+        queue.enqueue(Self.append(2, offset: 2), done: log.done("b"))
+        queue.enqueue(nil, done: log.done("c"))
         journal.completeNext(PersistenceError(.storageFailure, journal: "manual", message: "disk full"))
         #expect(log.all == ["a failed", "b failed", "c failed"])
         #expect(stops.all == ["stop"])
         #expect(queue.failure != nil)
         // Nothing more is written; later commands fail at once.
-        queue.enqueue(Self.append(3, offset: 3), done: done("d"))
+        queue.enqueue(Self.append(3, offset: 3), done: log.done("d"))
         #expect(log.all.last == "d failed")
         #expect(journal.pending == 0)
         #expect(stops.all == ["stop"])
