@@ -41,6 +41,12 @@ struct KafkaBenchCommand: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
+            "How Sluice produces: 'receiver' (KafkaProducer.send(_:route:tag:), reports in batches to one "
+                + "KafkaDeliveryReceiver) or 'closure' (KafkaProducer.send(_:onDelivery:), a closure per message)."))
+    var producerAPI: String = KafkaWorkloads.ProducerAPI.receiver.rawValue
+
+    @Option(
+        help: ArgumentHelp(
             "fetch.queue.backoff.ms of both consumers. Default: KafkaConsumerConfiguration's fetchQueueBackoff.",
             discussion:
                 "With Sluice's low pre-fetch limits (queued.min.messages=10000, queued.max.messages.kbytes=4096) "
@@ -79,6 +85,9 @@ struct KafkaBenchCommand: AsyncParsableCommand {
         guard KafkaWorkloads.ConsumerAPI(rawValue: consumerAPI) != nil else {
             throw ValidationError("--consumer-api must be 'batches' or 'messages'")
         }
+        guard KafkaWorkloads.ProducerAPI(rawValue: producerAPI) != nil else {
+            throw ValidationError("--producer-api must be 'receiver' or 'closure'")
+        }
         guard (fetchQueueBackoffMs ?? 0) >= 0 else {
             throw ValidationError("--fetch-queue-backoff-ms must not be negative")
         }
@@ -102,6 +111,7 @@ struct KafkaBenchCommand: AsyncParsableCommand {
         let workloads = KafkaWorkloads(
             bootstrapServers: bootstrapServers, messageSize: size, stallTimeout: .seconds(stallTimeout),
             consumerAPI: KafkaWorkloads.ConsumerAPI(rawValue: consumerAPI) ?? .batches,
+            producerAPI: KafkaWorkloads.ProducerAPI(rawValue: producerAPI) ?? .receiver,
             fetchQueueBackoff: fetchQueueBackoffMs.map { .milliseconds($0) } ?? KafkaWorkloads.defaultFetchQueueBackoff,
             logger: logger)
         let admin = try KafkaAdminClient(
@@ -110,7 +120,7 @@ struct KafkaBenchCommand: AsyncParsableCommand {
 
         let header =
             "sluice-bench kafka: \(grouped(Double(messages))) messages of \(size) B per phase, \(partitions) partitions, "
-            + "\(rounds) rounds, consumer API '\(consumerAPI)', "
+            + "\(rounds) rounds, producer API '\(producerAPI)', consumer API '\(consumerAPI)', "
             + "fetch.queue.backoff.ms \(workloads.fetchQueueBackoff.milliseconds), broker \(servers), "
             + "librdkafka \(KafkaLibrary.loadedVersion), \(ProcessInfo.processInfo.activeProcessorCount) cores"
         progress(header)

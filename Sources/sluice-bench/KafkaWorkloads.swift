@@ -12,6 +12,7 @@ struct KafkaWorkloads: Sendable {
     /// How long a consumer may go without a message (the group join included) before the run fails.
     var stallTimeout: Duration
     var consumerAPI: ConsumerAPI
+    var producerAPI: ProducerAPI
     /// `fetch.queue.backoff.ms` of both consumers.
     var fetchQueueBackoff: Duration
     var logger: Logger
@@ -21,6 +22,13 @@ struct KafkaWorkloads: Sendable {
         case batches
         /// `KafkaConsumer.messages`: one message per await.
         case messages
+    }
+
+    enum ProducerAPI: String, CaseIterable, Sendable {
+        /// `KafkaProducer.send(_:route:tag:)`: reports in batches to one receiver.
+        case receiver
+        /// `KafkaProducer.send(_:onDelivery:)`: a closure per message.
+        case closure
     }
 
     /// Sluice's default `fetch.queue.backoff.ms`, which the C baseline uses too unless told otherwise.
@@ -68,7 +76,7 @@ struct KafkaWorkloads: Sendable {
     // MARK: - SluiceKafka
 
     /// Counts delivery reports from the producer's poll thread.
-    final class DeliveryCounter: Sendable {
+    final class DeliveryCounter: KafkaDeliveryReceiver {
         let delivered = Atomic<Int>(0)
         let failed = Atomic<Int>(0)
         let firstError = Mutex<KafkaError?>(nil)
@@ -83,10 +91,18 @@ struct KafkaWorkloads: Sendable {
                 if failed.add(1, ordering: .releasing).oldValue == 0 { firstError.withLock { $0 = error } }
             }
         }
+
+        func receiveDeliveries(_ deliveries: [KafkaDelivery]) {
+            var succeeded = 0
+            for delivery in deliveries {
+                if case .success = delivery.result { succeeded += 1 } else { record(delivery.result) }
+            }
+            delivered.add(succeeded, ordering: .releasing)
+        }
     }
 
-    /// Produces with `KafkaProducer.send(_:onDelivery:)`, counting deliveries in the callback; the time runs from
-    /// the first send to the last delivery report.
+    /// Produces with `KafkaProducer.send(_:route:tag:)` (or `send(_:onDelivery:)`), counting deliveries; the time
+    /// runs from the first send to the last delivery report.
     func sluiceProduce(topic: String, count: Int) async throws -> Throughput {
         let producer = try KafkaProducer(
             configuration: KafkaProducerConfiguration(bootstrapServers: bootstrapServers), logger: logger)
@@ -96,8 +112,17 @@ struct KafkaWorkloads: Sendable {
         let clock = ContinuousClock()
         let start = clock.now
         do {
-            for _ in 0..<count {
-                try await producer.send(KafkaProducerMessage(topic: topic, value: payload), onDelivery: onDelivery)
+            switch producerAPI {
+            case .receiver:
+                let route = try producer.register(counter)
+                for index in 0..<count {
+                    try await producer.send(
+                        KafkaProducerMessage(topic: topic, value: payload), route: route, tag: UInt64(index))
+                }
+            case .closure:
+                for _ in 0..<count {
+                    try await producer.send(KafkaProducerMessage(topic: topic, value: payload), onDelivery: onDelivery)
+                }
             }
             try await producer.flush(timeout: .seconds(60))
             // flush returns once librdkafka holds nothing more; the last callback may still be returning.

@@ -121,3 +121,100 @@ struct ProducerBackpressureTests {
 final class IDRecorder: Sendable {
     let ids = Mutex<[Int]>([])
 }
+
+/// Records every delivery a receiver is given, with the size of the batch it came in.
+final class RecordingReceiver: KafkaDeliveryReceiver {
+    let deliveries = Mutex<[KafkaDelivery]>([])
+    let batchSizes = Mutex<[Int]>([])
+
+    func receiveDeliveries(_ deliveries: [KafkaDelivery]) {
+        self.deliveries.withLock { $0.append(contentsOf: deliveries) }
+        batchSizes.withLock { $0.append(deliveries.count) }
+    }
+
+    var tags: [UInt64] { deliveries.withLock { $0.map(\.tag) } }
+}
+
+@Suite("Producer delivery receivers")
+struct DeliveryReceiverTests {
+    @Test("a message's opaque carries its route and its tag, and routes are reused after unregistering")
+    func routeTable() throws {
+        let maxTag = DeliveryRouteTable.maxTag
+        for (route, tag) in [(UInt64(1), UInt64(0)), (7, 12_345), (65_535, maxTag)] {
+            let bits = DeliveryRouteTable.opaque(route: route, tag: tag)
+            #expect(DeliveryRouteTable.route(ofOpaque: bits) == route)
+            #expect(DeliveryRouteTable.tag(ofOpaque: bits) == tag)
+        }
+        let table = DeliveryRouteTable()
+        let first = try #require(table.register(RecordingReceiver()))
+        let second = try #require(table.register(RecordingReceiver()))
+        #expect(first != DeliveryRouteTable.closureRoute && second != first)
+        #expect(table.unregister(first))
+        #expect(!table.unregister(first))
+        #expect(table.receiver(first) == nil)
+        #expect(table.register(RecordingReceiver()) == first)
+    }
+
+    @Test("two receivers and closures share a producer through a full queue: each gets exactly its own reports, all in before flush returns")
+    func receiversThroughAFullQueue() async throws {
+        try await withTestTopic(partitions: 3) { topic in
+            var configuration = try await makeTestProducerConfiguration()
+            configuration.maxQueuedMessages = 10  // most sends below wait for room
+            let producer = try KafkaProducer(configuration: configuration)
+            let even = RecordingReceiver()
+            let odd = RecordingReceiver()
+            let evenRoute = try producer.register(even)
+            let oddRoute = try producer.register(odd)
+            let closureCalls = IDRecorder()
+            let total = 600
+            for index in 0..<total {
+                let message = KafkaProducerMessage(topic: topic, key: "k\(index % 7)", value: "\(index)")
+                switch index % 3 {
+                case 0: try await producer.send(message) { _ in closureCalls.ids.withLock { $0.append(index) } }
+                default: try await producer.send(message, route: index % 2 == 0 ? evenRoute : oddRoute, tag: UInt64(index))
+                }
+            }
+            try await producer.flush()
+            // Reports reach their receivers before librdkafka counts the messages done, so flush has waited for them.
+            let expectedEven = (0..<total).filter { $0 % 3 != 0 && $0 % 2 == 0 }.map(UInt64.init)
+            let expectedOdd = (0..<total).filter { $0 % 3 != 0 && $0 % 2 == 1 }.map(UInt64.init)
+            #expect(even.tags.sorted() == expectedEven)
+            #expect(odd.tags.sorted() == expectedOdd)
+            #expect(closureCalls.ids.withLock { $0.sorted() } == (0..<total).filter { $0 % 3 == 0 })
+            // Every report says where its message went, and one partition's offsets rise in send order.
+            var lastOffset: [Int32: (tag: UInt64, offset: Int64)] = [:]
+            for delivery in even.deliveries.withLock({ $0 }) {
+                let report = try delivery.result.get()
+                #expect(report.topic == topic)
+                if let last = lastOffset[report.partition] {
+                    #expect(delivery.tag > last.tag && report.offset > last.offset)
+                }
+                lastOffset[report.partition] = (delivery.tag, report.offset)
+            }
+            producer.unregister(evenRoute)
+            producer.unregister(oddRoute)
+            try await producer.close()
+        }
+    }
+
+    @Test("a route of another producer and a tag of 2^48 are refused with an error, and nothing is sent")
+    func badRoutesAndTags() async throws {
+        let configuration = try await makeTestProducerConfiguration()
+        let producer = try KafkaProducer(configuration: configuration)
+        let other = try KafkaProducer(configuration: configuration)
+        let receiver = RecordingReceiver()
+        let foreign = try other.register(receiver)
+        let route = try producer.register(receiver)
+        let message = KafkaProducerMessage(topic: "never-created", value: Array("x".utf8))
+        #expect {
+            try producer.trySend(message, route: foreign, tag: 0)
+        } throws: { ($0 as? KafkaError)?.message.contains("another producer") == true }
+        #expect {
+            try producer.trySend(message, route: route, tag: 1 << 48)
+        } throws: { ($0 as? KafkaError)?.message.contains("out of range") == true }
+        #expect(producer.outstandingCount == 0)
+        try await producer.close()
+        try await other.close()
+        #expect(receiver.tags.isEmpty)
+    }
+}

@@ -5,10 +5,13 @@ import Synchronization
 /// Produces messages to Kafka through librdkafka, batching them (``KafkaProducerConfiguration/linger``) and
 /// reporting each delivery.
 ///
-/// Two ways to send:
+/// Three ways to send:
 /// - ``send(_:)`` awaits the delivery report: simple, one message at a time per task.
 /// - ``send(_:onDelivery:)`` returns as soon as librdkafka accepted the message and calls back on delivery:
 ///   for pipelines that keep many messages in flight.
+/// - ``send(_:route:tag:)`` returns as soon as librdkafka accepted the message and reports it, with `tag`, to a
+///   registered ``KafkaDeliveryReceiver`` together with the rest of its delivery batch: the cheapest, for
+///   pipelines that produce at full speed (no allocation or reference counting per message).
 ///
 /// Both await room (they never drop or spin) when librdkafka's local queue is full.
 ///
@@ -25,8 +28,10 @@ public final class KafkaProducer: Sendable {
     private let client: RDKafkaClient
     private let pollThread = RDKafkaPollThread()
     private let shared: KafkaProducerShared
-    /// The delivery handlers of the messages in flight (also reachable from the delivery callback via the context).
+    /// The delivery handlers of the messages sent with a closure, by ticket.
     private let deliveryHandlers: DeliveryHandlerTable
+    /// The registered delivery receivers, by route.
+    private let deliveryRoutes = DeliveryRouteTable()
     private let logger: Logger
     /// The configuration this producer was created with.
     public let configuration: KafkaProducerConfiguration
@@ -54,13 +59,16 @@ public final class KafkaProducer: Sendable {
                 } else {
                     errorLogger.warning("producer error: \(error)")
                 }
-            }, deliveryHandlers: deliveryHandlers)
+            })
         self.client = try RDKafkaClient(
             kind: .producer, properties: configuration.librdkafkaProperties(), context: context)
         let client = self.client
         let pollThread = self.pollThread
+        let deliveryRoutes = self.deliveryRoutes
+        let dispatchLogger = logger
         pollThread.start(name: "sluice-producer-poll") {
-            Self.pollLoop(client: client, pollThread: pollThread, shared: shared)
+            var dispatcher = DeliveryReportDispatcher(closures: deliveryHandlers, routes: deliveryRoutes, logger: dispatchLogger)
+            Self.pollLoop(client: client, pollThread: pollThread, shared: shared, dispatcher: &dispatcher)
         }
     }
 
@@ -68,18 +76,44 @@ public final class KafkaProducer: Sendable {
         pollThread.requestStop()
     }
 
-    private static func pollLoop(client: RDKafkaClient, pollThread: RDKafkaPollThread, shared: KafkaProducerShared) {
+    /// Serves the main queue's events: delivery reports (a produce response's worth at a time) and errors.
+    private static func pollLoop(
+        client: RDKafkaClient, pollThread: RDKafkaPollThread, shared: KafkaProducerShared,
+        dispatcher: inout DeliveryReportDispatcher
+    ) {
+        let queue = rd_kafka_queue_get_main(client.handle)
+        defer { rd_kafka_queue_destroy(queue) }
         while !pollThread.isStopRequested {
-            let served = rd_kafka_poll(client.handle, 100)
-            if served > 0 { shared.wakeRoomWaiters() }
+            if serveEvent(queue, timeoutMilliseconds: 100, client: client, dispatcher: &dispatcher) {
+                shared.wakeRoomWaiters()
+            }
         }
         // Nothing may be left waiting: fail whatever librdkafka still holds, then serve those reports.
         rd_kafka_purge(client.handle, Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT))
         // Purged messages report within a poll or two; bound the wait in case a request never returns.
         for _ in 0..<100 where rd_kafka_outq_len(client.handle) > 0 {
-            rd_kafka_poll(client.handle, 50)
+            _ = serveEvent(queue, timeoutMilliseconds: 50, client: client, dispatcher: &dispatcher)
         }
         shared.wakeRoomWaiters()
+    }
+
+    /// Waits up to `timeoutMilliseconds` for one event and serves it; returns whether it reported deliveries.
+    private static func serveEvent(
+        _ queue: OpaquePointer?, timeoutMilliseconds: Int32, client: RDKafkaClient,
+        dispatcher: inout DeliveryReportDispatcher
+    ) -> Bool {
+        guard let event = rd_kafka_queue_poll(queue, timeoutMilliseconds) else { return false }
+        defer { rd_kafka_event_destroy(event) }
+        switch rd_kafka_event_type(event) {
+        case RD_KAFKA_EVENT_DR:
+            dispatcher.dispatch(event)
+            return true
+        case RD_KAFKA_EVENT_ERROR:
+            client.context.reportErrorEvent(event)
+            return false
+        default:
+            return false
+        }
     }
 
     /// Sends a message and waits for the broker's acknowledgement.
@@ -98,37 +132,28 @@ public final class KafkaProducer: Sendable {
     /// Awaits room when the local queue is full.
     /// - Throws: ``KafkaError`` if the message cannot be accepted at all (closed producer, unknown partition,
     ///   message too large); `onDelivery` is not called then.
+    @inlinable
     public func send(
         _ message: KafkaProducerMessage, onDelivery: @escaping DeliveryHandler
     ) async throws {
-        // The common case, room in librdkafka's queue, is synchronous: kept small so that it can be inlined into
-        // the caller and cost no async frame.
+        // The common case, room in librdkafka's queue, is synchronous and inlined into the caller, so that it costs
+        // no async frame.
         guard let generation = try enqueueUnlessFull(message, onDelivery: onDelivery) else { return }
-        try await sendWaitingForRoom(message, onDelivery: onDelivery, generation: generation)
+        try await sendWaitingForRoom(message, onDelivery: onDelivery, after: generation)
     }
 
-    /// Enqueues `message`; returns `nil` when done, or the room generation read before librdkafka refused it as full.
-    private func enqueueUnlessFull(
-        _ message: borrowing KafkaProducerMessage, onDelivery: @escaping DeliveryHandler
-    ) throws(KafkaError) -> UInt64? {
-        let generation = shared.roomGeneration.load(ordering: .acquiring)
-        try shared.checkUsable(message.topic)
-        switch enqueue(message, onDelivery: onDelivery) {
-        case .enqueued: return nil
-        case .queueFull: return generation
-        case .failed(let error): throw error
-        }
-    }
-
-    private func sendWaitingForRoom(
-        _ message: KafkaProducerMessage, onDelivery: @escaping DeliveryHandler, generation: UInt64
-    ) async throws {
-        var generation = generation
-        while true {
-            await shared.waitForRoom(after: generation)
-            guard let next = try enqueueUnlessFull(message, onDelivery: onDelivery) else { return }
-            generation = next
-        }
+    /// Hands a message to librdkafka and returns; its outcome goes, with `tag`, to the receiver registered as
+    /// `route` (see ``KafkaDeliveryReceiver``).
+    ///
+    /// Awaits room when the local queue is full.
+    /// - Parameter tag: any value below 2^48, typically an index into the caller's table of messages in flight.
+    /// - Throws: ``KafkaError`` if the message cannot be accepted at all (closed producer, unknown partition,
+    ///   message too large, a route of another producer, a tag of 2^48 or more); nothing is reported then.
+    @inlinable
+    public func send(_ message: KafkaProducerMessage, route: KafkaDeliveryRoute, tag: UInt64) async throws {
+        // As for closures: the common case is synchronous and inlined.
+        guard let generation = try enqueueUnlessFull(message, route: route, tag: tag) else { return }
+        try await sendWaitingForRoom(message, route: route, tag: tag, after: generation)
     }
 
     /// Tries to hand a message to librdkafka without waiting.
@@ -137,25 +162,111 @@ public final class KafkaProducer: Sendable {
     ///   be called); `true` when the message was accepted.
     /// - Throws: as ``send(_:onDelivery:)``.
     public func trySend(_ message: KafkaProducerMessage, onDelivery: @escaping DeliveryHandler) throws -> Bool {
+        try enqueueUnlessFull(message, onDelivery: onDelivery) == nil
+    }
+
+    /// Tries to hand a message to librdkafka without waiting.
+    ///
+    /// - Returns: `false` when librdkafka's local queue is full (nothing was enqueued or will be reported);
+    ///   `true` when the message was accepted.
+    /// - Throws: as ``send(_:route:tag:)``.
+    public func trySend(_ message: KafkaProducerMessage, route: KafkaDeliveryRoute, tag: UInt64) throws -> Bool {
+        try enqueueUnlessFull(message, route: route, tag: tag) == nil
+    }
+
+    /// Registers a receiver for the reports of messages sent with the returned route.
+    ///
+    /// Keep it registered until the last of those messages was reported (``close()`` reports every message, purged
+    /// ones as failures); reports that find no receiver are logged and dropped.
+    /// - Throws: ``KafkaError/Code/produce`` when 65,535 receivers are registered already.
+    public func register(_ receiver: some KafkaDeliveryReceiver) throws(KafkaError) -> KafkaDeliveryRoute {
+        guard let index = deliveryRoutes.register(receiver) else {
+            throw KafkaError(code: .produce, message: "65,535 delivery receivers are registered: unregister those no longer used")
+        }
+        return KafkaDeliveryRoute(index: index, producerID: ObjectIdentifier(self))
+    }
+
+    /// Removes a receiver registered with ``register(_:)``.
+    public func unregister(_ route: KafkaDeliveryRoute) {
+        guard route.producerID == ObjectIdentifier(self) else { return }
+        _ = deliveryRoutes.unregister(route.index)
+    }
+
+    /// Enqueues `message`; returns `nil` when done, or the room generation read before librdkafka refused it as full.
+    @usableFromInline
+    func enqueueUnlessFull(
+        _ message: borrowing KafkaProducerMessage, onDelivery: @escaping DeliveryHandler
+    ) throws(KafkaError) -> UInt64? {
+        let generation = shared.roomGeneration.load(ordering: .acquiring)
         try shared.checkUsable(message.topic)
-        switch enqueue(message, onDelivery: onDelivery) {
-        case .enqueued: return true
-        case .queueFull: return false
-        case .failed(let error): throw error
+        guard let ticket = deliveryHandlers.claim(onDelivery) else {
+            throw KafkaError(code: .produce, message: "more than 4 billion messages in flight")
+        }
+        let result = enqueue(message, opaque: UInt64(ticket))
+        if case .enqueued = result { return nil }
+        _ = deliveryHandlers.take(ticket)
+        return try result.generationIfFull(generation)
+    }
+
+    @usableFromInline
+    func enqueueUnlessFull(
+        _ message: borrowing KafkaProducerMessage, route: KafkaDeliveryRoute, tag: UInt64
+    ) throws(KafkaError) -> UInt64? {
+        let generation = shared.roomGeneration.load(ordering: .acquiring)
+        try shared.checkUsable(message.topic)
+        guard route.producerID == ObjectIdentifier(self) else {
+            throw KafkaError(code: .produce, message: "the delivery route was registered with another producer")
+        }
+        guard tag <= DeliveryRouteTable.maxTag else {
+            throw KafkaError(code: .produce, message: "delivery tag \(tag) is out of range: tags are below 2^48")
+        }
+        return try enqueue(message, opaque: DeliveryRouteTable.opaque(route: route.index, tag: tag))
+            .generationIfFull(generation)
+    }
+
+    @usableFromInline
+    func sendWaitingForRoom(
+        _ message: KafkaProducerMessage, onDelivery: @escaping DeliveryHandler, after generation: UInt64
+    ) async throws {
+        try await waitForRoom(after: generation) { try self.enqueueUnlessFull(message, onDelivery: onDelivery) }
+    }
+
+    @usableFromInline
+    func sendWaitingForRoom(
+        _ message: KafkaProducerMessage, route: KafkaDeliveryRoute, tag: UInt64, after generation: UInt64
+    ) async throws {
+        try await waitForRoom(after: generation) { try self.enqueueUnlessFull(message, route: route, tag: tag) }
+    }
+
+    /// Retries `attempt` each time deliveries free room, until it enqueues or throws.
+    private func waitForRoom(after generation: UInt64, _ attempt: () throws -> UInt64?) async throws {
+        var generation = generation
+        while true {
+            await shared.waitForRoom(after: generation)
+            guard let next = try attempt() else { return }
+            generation = next
         }
     }
 
     private enum EnqueueResult {
         case enqueued, queueFull, failed(KafkaError)
+
+        /// `nil` when enqueued, `generation` when the queue was full; throws the failure.
+        @inline(__always)
+        func generationIfFull(_ generation: UInt64) throws(KafkaError) -> UInt64? {
+            switch self {
+            case .enqueued: return nil
+            case .queueFull: return generation
+            case .failed(let error): throw error
+            }
+        }
     }
 
+    /// Hands `message` to librdkafka with `opaque` (its route and tag) as the message's opaque.
     @inline(__always)
-    private func enqueue(_ message: borrowing KafkaProducerMessage, onDelivery: @escaping DeliveryHandler) -> EnqueueResult {
+    private func enqueue(_ message: borrowing KafkaProducerMessage, opaque: UInt64) -> EnqueueResult {
         guard let topic = client.topicHandle(message.topic) else {
             return .failed(KafkaError(code: .produce, message: "cannot create a handle for topic '\(message.topic)'"))
-        }
-        guard let ticket = deliveryHandlers.claim(onDelivery) else {
-            return .failed(KafkaError(code: .produce, message: "more than 4 billion messages in flight"))
         }
         var headers: OpaquePointer?
         if !message.headers.isEmpty {
@@ -176,11 +287,10 @@ public final class KafkaProducer: Sendable {
                     client.handle, topic, message.partition ?? RD_KAFKA_PARTITION_UA,
                     key, keyLength, message.key == nil ? 0 : 1,
                     value, valueLength, message.value == nil ? 0 : 1,
-                    headers, message.timestampMilliseconds ?? 0, UnsafeMutableRawPointer(bitPattern: UInt(ticket)))
+                    headers, message.timestampMilliseconds ?? 0, UnsafeMutableRawPointer(bitPattern: UInt(opaque)))
             }
         }
         if raw == RD_KAFKA_RESP_ERR_NO_ERROR { return .enqueued }
-        _ = deliveryHandlers.take(ticket)
         if let headers { rd_kafka_headers_destroy(headers) }
         if raw == RD_KAFKA_RESP_ERR__QUEUE_FULL { return .queueFull }
         return .failed(.rdkafka(raw, as: .produce, context: "producing to \(message.topic)"))
@@ -312,41 +422,6 @@ final class DeliveryPromise: Sendable {
             }
             if let result { continuation.resume(with: result.mapError { $0 as any Error }) }
         }
-    }
-}
-
-/// The delivery-report callback librdkafka calls once per message, on the poll thread (or on the thread running
-/// `rd_kafka_flush`). `opaque` is the client's context; the message's opaque is its delivery handler's ticket.
-func deliveryReportCallback(_ rk: OpaquePointer?, _ message: UnsafePointer<rd_kafka_message_t>?, _ opaque: UnsafeMutableRawPointer?) {
-    guard let message, let opaque, let ticketBits = message.pointee._private else { return }
-    // Unretained: the context outlives rd_kafka_destroy, after which librdkafka calls nothing.
-    let handler = Unmanaged<RDKafkaClientContext>.fromOpaque(opaque)._withUnsafeGuaranteedRef { context in
-        context.deliveryHandlers?.take(UInt32(truncatingIfNeeded: UInt(bitPattern: ticketBits)))
-    }
-    guard let handler else { return }
-    let topic = RDKafkaTopicName.of(message.pointee.rkt)
-    let error = message.pointee.err
-    if error == RD_KAFKA_RESP_ERR_NO_ERROR {
-        var timestampType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
-        let timestamp = rd_kafka_message_timestamp(message, &timestampType)
-        handler(
-            .success(
-                KafkaDeliveryReport(
-                    topic: topic, partition: message.pointee.partition, offset: message.pointee.offset,
-                    timestamp: KafkaTimestamp(rdkafka: timestamp, type: timestampType))))
-    } else {
-        var failure = KafkaError.rdkafka(error, as: .delivery, context: "delivery to \(topic) failed")
-        switch KafkaErrorCode(error) {
-        case .unknownTopic, .unknownTopicOrPartition:
-            failure.message = "delivery to \(topic) failed: topic '\(topic)' does not exist and the broker "
-                + "did not create it (auto-creation is off): create the topic first"
-        case .messageTimedOut:
-            failure.message = "delivery to \(topic) failed: not acknowledged within message.timeout.ms "
-                + "(is the broker reachable, and does the topic exist?)"
-        default:
-            break
-        }
-        handler(.failure(failure))
     }
 }
 

@@ -29,7 +29,7 @@ final class RDKafkaClient: @unchecked Sendable {
     init(kind: Kind, properties: [(String, String)], context: RDKafkaClientContext) throws {
         try KafkaLibrary.requireSupportedVersion()
         let conf = try RDKafkaConfig.make(properties)
-        context.install(on: conf, deliveryReports: kind == .producer)
+        context.install(on: conf, deliveryReportEvents: kind == .producer)
         var errorBuffer = [CChar](repeating: 0, count: 512)
         guard
             let handle = rd_kafka_new(

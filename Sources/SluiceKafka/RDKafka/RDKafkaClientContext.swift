@@ -4,7 +4,7 @@ import Logging
 /// What librdkafka's C callbacks need from Swift, reached through the client's opaque pointer.
 ///
 /// Every field is immutable and `Sendable`; callbacks run on librdkafka's threads (logs) or on the client's
-/// poll thread (errors, deliveries, rebalances, commits).
+/// poll thread (errors, rebalances, commits). A producer's deliveries come as events that its poll loop serves.
 final class RDKafkaClientContext: Sendable {
     let logger: Logger
     /// Called for every error librdkafka reports through its error callback (on the poll thread).
@@ -13,21 +13,17 @@ final class RDKafkaClientContext: Sendable {
     let onRebalance: (@Sendable (OpaquePointer, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) -> Void)?
     /// Called with the result of asynchronous commits (on the poll thread).
     let onCommit: (@Sendable (rd_kafka_resp_err_t, [KafkaTopicPartitionOffset]) -> Void)?
-    /// For producers: the delivery handlers of the messages in flight, found by each message's opaque.
-    let deliveryHandlers: DeliveryHandlerTable?
 
     init(
         logger: Logger,
         onError: @escaping @Sendable (KafkaError) -> Void,
         onRebalance: (@Sendable (OpaquePointer, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) -> Void)? = nil,
-        onCommit: (@Sendable (rd_kafka_resp_err_t, [KafkaTopicPartitionOffset]) -> Void)? = nil,
-        deliveryHandlers: DeliveryHandlerTable? = nil
+        onCommit: (@Sendable (rd_kafka_resp_err_t, [KafkaTopicPartitionOffset]) -> Void)? = nil
     ) {
         self.logger = logger
         self.onError = onError
         self.onRebalance = onRebalance
         self.onCommit = onCommit
-        self.deliveryHandlers = deliveryHandlers
     }
 
     static func from(_ rk: OpaquePointer?) -> RDKafkaClientContext? {
@@ -67,11 +63,24 @@ private func errorCallback(_ rk: OpaquePointer?, _ code: Int32, _ reason: Unsafe
         message = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         isFatal = true
     }
-    var error = KafkaError.rdkafka(raw, as: isFatal ? .fatal : .connection, context: message)
-    error.message = message
-    error.isFatal = isFatal
-    if isFatal { error.code = .fatal }
-    context.onError(error)
+    context.onError(RDKafkaClientContext.clientError(raw, message: message, isFatal: isFatal))
+}
+
+extension RDKafkaClientContext {
+    /// An error librdkafka reported about the client (through the error callback or an error event).
+    static func clientError(_ raw: rd_kafka_resp_err_t, message: String, isFatal: Bool) -> KafkaError {
+        var error = KafkaError.rdkafka(raw, as: isFatal ? .fatal : .connection, context: message)
+        error.message = message
+        error.isFatal = isFatal
+        if isFatal { error.code = .fatal }
+        return error
+    }
+
+    /// Reports an error event (`RD_KAFKA_EVENT_ERROR`, which librdkafka has already resolved when fatal).
+    func reportErrorEvent(_ event: OpaquePointer) {
+        let message = rd_kafka_event_error_string(event).map { String(cString: $0) } ?? ""
+        onError(Self.clientError(rd_kafka_event_error(event), message: message, isFatal: rd_kafka_event_error_is_fatal(event) != 0))
+    }
 }
 
 private func rebalanceCallback(
@@ -93,12 +102,14 @@ private func offsetCommitCallback(
 extension RDKafkaClientContext {
     /// Installs the callbacks and this context as the configuration's opaque.
     /// The caller must keep `self` alive until `rd_kafka_destroy` of the client made from `conf` has returned.
-    func install(on conf: OpaquePointer, deliveryReports: Bool) {
+    /// With `deliveryReportEvents`, deliveries and errors come as events on the main queue
+    /// (`RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR`), for a producer's poll loop to serve in batches.
+    func install(on conf: OpaquePointer, deliveryReportEvents: Bool) {
         rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(self).toOpaque())
         rd_kafka_conf_set_log_cb(conf, logCallback)
         rd_kafka_conf_set_error_cb(conf, errorCallback)
         if onRebalance != nil { rd_kafka_conf_set_rebalance_cb(conf, rebalanceCallback) }
         if onCommit != nil { rd_kafka_conf_set_offset_commit_cb(conf, offsetCommitCallback) }
-        if deliveryReports && deliveryHandlers != nil { rd_kafka_conf_set_dr_msg_cb(conf, deliveryReportCallback) }
+        if deliveryReportEvents { rd_kafka_conf_set_events(conf, RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR) }
     }
 }
