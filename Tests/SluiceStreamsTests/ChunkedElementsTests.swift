@@ -133,4 +133,19 @@ struct AsyncWindowChunkTests {
         #expect(try await window.nextChunk(maxCount: 10) == ["b"])
         #expect(try await window.nextChunk(maxCount: 10) == nil)
     }
+
+    @Test func aBatchFillFillsItsPlacesInOrderAndIgnoresPlacesNotReserved() async throws {
+        let window = AsyncWindow<Int>(capacity: 5, ordered: true)
+        let slots = try #require(await window.reserve(upTo: 5))
+        #expect(slots == 0..<5)
+        let waiting = Task { try await window.nextChunk(maxCount: 10) }
+        // Places 3 and 1 plus one never reserved: the head is still empty, so nothing is ready yet.
+        window.fill(contentsOf: [(sequence: 3, element: 3), (sequence: 1, element: 1), (sequence: 99, element: 99)])
+        window.fill(contentsOf: [(sequence: 2, element: 2), (sequence: 0, element: 0)])
+        #expect(try await waiting.value == [0, 1, 2, 3])
+        window.fill(contentsOf: [(sequence: 4, element: 4)])
+        window.finish()
+        #expect(try await window.nextChunk(maxCount: 10) == [4])
+        #expect(try await window.nextChunk(maxCount: 10) == nil)
+    }
 }

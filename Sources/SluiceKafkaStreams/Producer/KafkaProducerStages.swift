@@ -55,7 +55,10 @@ public enum KafkaProducerStages {
     ) -> StreamElements<Result<ProducerResult<PassThrough>, KafkaError>> {
         .makeChunked {
             let window = ResultWindow<PassThrough>(capacity: parallelism, ordered: true)
+            let deliveries = WindowDeliveries(window: window, producer: producer)
             let pump = WindowPump(window: window) {
+                defer { deliveries.finish() }
+                let route = try deliveries.register(with: producer)
                 // Envelopes come in chunks, and take their places in the window a chunk at a time: one lock and at
                 // most one suspension per chunk, not per message.
                 var envelopes = upstream.makeAsyncIterator()
@@ -64,7 +67,9 @@ public enum KafkaProducerStages {
                     while next < chunk.count {
                         guard let slots = await window.reserve(upTo: chunk.count - next) else { return }
                         for slot in slots {
-                            try await produce(chunk[next], slot: slot, producer: producer, window: window)
+                            try await produce(
+                                chunk[next], slot: slot, producer: producer, window: window, route: route,
+                                deliveries: deliveries)
                             next += 1
                         }
                     }
@@ -78,16 +83,21 @@ public enum KafkaProducerStages {
 }
 
 extension KafkaProducerStages {
-    /// Produces one envelope into its window place; the place is filled when its deliveries are reported.
+    /// Produces one envelope into its window place; the place is filled when its deliveries are reported (a single
+    /// message's through `deliveries`, a batch at a time).
     @inline(__always)
     static func produce<PassThrough: Sendable>(
         _ envelope: ProducerEnvelope<PassThrough>, slot: UInt64, producer: KafkaProducer,
-        window: ResultWindow<PassThrough>
+        window: ResultWindow<PassThrough>, route: KafkaDeliveryRoute, deliveries: WindowDeliveries<PassThrough>
     ) async throws {
         switch envelope {
         case .single(let message, let passThrough):
-            try await producer.send(message) { result in
-                window.fill(slot, with: result.map { .single($0, passThrough) })
+            deliveries.expect(slot, passThrough: passThrough)
+            do {
+                try await producer.send(message, route: route, tag: slot)
+            } catch {
+                deliveries.abandon(slot)
+                throw error
             }
         case .multi(let messages, let passThrough):
             let collector = MultiDelivery(count: messages.count) { result in

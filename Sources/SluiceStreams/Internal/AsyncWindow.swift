@@ -95,6 +95,27 @@ public final class AsyncWindow<Element: Sendable>: Sendable {
         reader?.resume()
     }
 
+    /// Stores the results of several reserved places under one lock, waking the reader at most once.
+    public func fill(contentsOf filled: some Sequence<(sequence: UInt64, element: Element)>) {
+        let reader = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            var readerReady = false
+            for (sequence, element) in filled {
+                if isOrdered {
+                    guard sequence >= state.consumed, sequence - state.consumed < UInt64(state.places.count) else {
+                        continue  // not reserved, or taken already: ignored
+                    }
+                    state.places[Int(sequence - state.consumed)] = element
+                    if sequence == state.consumed { readerReady = true }
+                } else {
+                    state.completed.append(element)
+                    readerReady = true
+                }
+            }
+            return readerReady ? state.reader.take() : nil
+        }
+        reader?.resume()
+    }
+
     /// No more reservations will come: the reader gets the outstanding results, then the end.
     public func finish() {
         let reader = state.withLock { state -> CheckedContinuation<Void, Never>? in
