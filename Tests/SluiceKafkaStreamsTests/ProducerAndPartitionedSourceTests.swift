@@ -1,4 +1,4 @@
-import SluiceKafka
+@_spi(Testing) import SluiceKafka
 import SluiceKafkaStreams
 import SluiceStreams
 import SluiceTesting
@@ -82,14 +82,18 @@ struct ProducerAndPartitionedSourceTests {
         #expect(total == 360)
     }
 
-    @Test("a producer sink delivers every message and completes when the stream does")
+    @Test("a producer sink delivers every message, completes when the stream does, and lets go of the producer")
     func producerSink() async throws {
         try await withTestTopic(partitions: 2) { topic in
             let producer = try KafkaProducer(configuration: try await makeTestProducerConfiguration())
-            let done = try Source(0..<500)
-                .map { KafkaProducerMessage(topic: topic, key: "k\($0 % 7)", value: "\($0)") }
-                .runWith(KafkaProducerStages.sink(producer: producer, parallelism: 50))
-            try await done.value()
+            for run in 0..<2 {
+                let done = try Source(0..<250)
+                    .map { KafkaProducerMessage(topic: topic, key: "k\($0 % 7)", value: "\(run * 250 + $0)") }
+                    .runWith(KafkaProducerStages.sink(producer: producer, parallelism: 50))
+                try await done.value()
+                // The run's delivery receiver unregistered itself once its last report was in.
+                #expect(producer.registeredDeliveryReceiverCount == 0)
+            }
             try await producer.close()
             let consumer = try KafkaConsumer(configuration: try await makeTestConsumerConfiguration())
             try consumer.subscribe(topics: [topic])
@@ -115,6 +119,9 @@ struct ProducerAndPartitionedSourceTests {
             .via(KafkaProducerStages.flow(producer: producer))
             .runWith(Sink.collect())
         await #expect(throws: KafkaError.self) { try await results.value() }
+        try await Eventually.require("the failed run's delivery receiver is unregistered") {
+            producer.registeredDeliveryReceiverCount == 0
+        }
         try await producer.close()
     }
 }

@@ -91,6 +91,9 @@ final class DeliveryRouteTable: Sendable {
         }
     }
 
+    /// How many receivers are registered.
+    var count: Int { state.withLock { state in state.receivers.count - 1 - state.freeIndexes.count } }
+
     func receiver(_ index: UInt64) -> (any KafkaDeliveryReceiver)? {
         state.withLock { state in index < state.receivers.count ? state.receivers[Int(index)] : nil }
     }

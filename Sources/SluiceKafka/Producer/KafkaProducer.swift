@@ -192,6 +192,9 @@ public final class KafkaProducer: Sendable {
         _ = deliveryRoutes.unregister(route.index)
     }
 
+    /// How many delivery receivers are registered (for tests that check that stages unregister theirs).
+    @_spi(Testing) public var registeredDeliveryReceiverCount: Int { deliveryRoutes.count }
+
     /// Enqueues `message`; returns `nil` when done, or the room generation read before librdkafka refused it as full.
     @usableFromInline
     func enqueueUnlessFull(

@@ -55,10 +55,11 @@ public enum KafkaProducerStages {
     ) -> StreamElements<Result<ProducerResult<PassThrough>, KafkaError>> {
         .makeChunked {
             let window = ResultWindow<PassThrough>(capacity: parallelism, ordered: true)
-            let deliveries = WindowDeliveries(window: window, producer: producer)
+            let (receiver, passThroughs) = WindowDeliveries.make(window: window, producer: producer)
             let pump = WindowPump(window: window) {
-                defer { deliveries.finish() }
-                let route = try deliveries.register(with: producer)
+                defer { passThroughs.finish() }
+                let route = try producer.register(receiver)
+                passThroughs.registered(as: route)
                 // Envelopes come in chunks, and take their places in the window a chunk at a time: one lock and at
                 // most one suspension per chunk, not per message.
                 var envelopes = upstream.makeAsyncIterator()
@@ -69,7 +70,7 @@ public enum KafkaProducerStages {
                         for slot in slots {
                             try await produce(
                                 chunk[next], slot: slot, producer: producer, window: window, route: route,
-                                deliveries: deliveries)
+                                passThroughs: passThroughs)
                             next += 1
                         }
                     }
@@ -84,19 +85,19 @@ public enum KafkaProducerStages {
 
 extension KafkaProducerStages {
     /// Produces one envelope into its window place; the place is filled when its deliveries are reported (a single
-    /// message's through `deliveries`, a batch at a time).
+    /// message's through `passThroughs`' receiver, a batch at a time).
     @inline(__always)
     static func produce<PassThrough: Sendable>(
         _ envelope: ProducerEnvelope<PassThrough>, slot: UInt64, producer: KafkaProducer,
-        window: ResultWindow<PassThrough>, route: KafkaDeliveryRoute, deliveries: WindowDeliveries<PassThrough>
+        window: ResultWindow<PassThrough>, route: KafkaDeliveryRoute, passThroughs: WindowPassThroughs<PassThrough>
     ) async throws {
         switch envelope {
         case .single(let message, let passThrough):
-            deliveries.expect(slot, passThrough: passThrough)
+            passThroughs.expect(slot, passThrough: passThrough)
             do {
                 try await producer.send(message, route: route, tag: slot)
             } catch {
-                deliveries.abandon(slot)
+                passThroughs.abandon(slot)
                 throw error
             }
         case .multi(let messages, let passThrough):

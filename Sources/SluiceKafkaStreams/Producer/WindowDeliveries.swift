@@ -8,7 +8,35 @@ import Synchronization
 /// Each envelope's pass-through value waits here, at its place's sequence number modulo the window's capacity (the
 /// window never has more places than that outstanding, so two envelopes in flight never share an index). The
 /// receiver unregisters itself once the flow has stopped sending and every message it sent was reported.
-final class WindowDeliveries<PassThrough: Sendable>: KafkaDeliveryReceiver {
+///
+/// The receiver itself is not generic: librdkafka's poll thread calls it through the protocol, which would run a
+/// generic class's code unspecialized (looking up type metadata and copying through value witnesses per message).
+/// It calls `deliver`, a closure made in the flow's specialized code.
+final class WindowDeliveries: KafkaDeliveryReceiver {
+    private let deliver: @Sendable ([KafkaDelivery]) -> Void
+
+    private init(deliver: @escaping @Sendable ([KafkaDelivery]) -> Void) {
+        self.deliver = deliver
+    }
+
+    func receiveDeliveries(_ deliveries: [KafkaDelivery]) { deliver(deliveries) }
+
+    /// The receiver for `window`'s places and the table of pass-through values it fills them with.
+    static func make<PassThrough: Sendable>(
+        window: ResultWindow<PassThrough>, producer: KafkaProducer
+    ) -> (WindowDeliveries, WindowPassThroughs<PassThrough>) {
+        let passThroughs = WindowPassThroughs<PassThrough>(
+            capacity: window.capacity, unregister: { [weak producer] route in producer?.unregister(route) })
+        let receiver = WindowDeliveries { deliveries in
+            window.fill(contentsOf: passThroughs.results(of: deliveries))
+        }
+        return (receiver, passThroughs)
+    }
+}
+
+/// The pass-through values of the producer flow's single-message envelopes in flight, and when their receiver can
+/// unregister.
+final class WindowPassThroughs<PassThrough: Sendable>: Sendable {
     private struct State {
         var passThroughs: [PassThrough?]
         var inFlight = 0
@@ -16,26 +44,22 @@ final class WindowDeliveries<PassThrough: Sendable>: KafkaDeliveryReceiver {
         var route: KafkaDeliveryRoute?
     }
     private let state: Mutex<State>
-    private let window: ResultWindow<PassThrough>
     private let unregister: @Sendable (KafkaDeliveryRoute) -> Void
 
-    init(window: ResultWindow<PassThrough>, producer: KafkaProducer) {
-        self.window = window
-        state = Mutex(State(passThroughs: Array(repeating: nil, count: window.capacity)))
-        unregister = { [weak producer] route in producer?.unregister(route) }
+    init(capacity: Int, unregister: @escaping @Sendable (KafkaDeliveryRoute) -> Void) {
+        state = Mutex(State(passThroughs: Array(repeating: nil, count: capacity)))
+        self.unregister = unregister
     }
 
-    /// Registers with `producer`; send with the returned route.
-    func register(with producer: KafkaProducer) throws -> KafkaDeliveryRoute {
-        let route = try producer.register(self)
+    /// Remembers the route the receiver was registered as, to unregister it when done.
+    func registered(as route: KafkaDeliveryRoute) {
         state.withLock { $0.route = route }
-        return route
     }
 
     /// Keeps `passThrough` for the message about to be sent for place `slot`.
     func expect(_ slot: UInt64, passThrough: PassThrough) {
         state.withLock { state in
-            state.passThroughs[index(slot, state)] = passThrough
+            state.passThroughs[Self.index(slot, state)] = passThrough
             state.inFlight += 1
         }
     }
@@ -43,7 +67,7 @@ final class WindowDeliveries<PassThrough: Sendable>: KafkaDeliveryReceiver {
     /// Forgets the message for place `slot`: it was not sent after all.
     func abandon(_ slot: UInt64) {
         let done = state.withLock { state in
-            if state.passThroughs[index(slot, state)].take() != nil { state.inFlight -= 1 }
+            if state.passThroughs[Self.index(slot, state)].take() != nil { state.inFlight -= 1 }
             return Self.routeIfDone(&state)
         }
         if let done { unregister(done) }
@@ -58,23 +82,27 @@ final class WindowDeliveries<PassThrough: Sendable>: KafkaDeliveryReceiver {
         if let done { unregister(done) }
     }
 
-    func receiveDeliveries(_ deliveries: [KafkaDelivery]) {
+    /// Each report with its pass-through value, for its window place.
+    func results(of deliveries: [KafkaDelivery]) -> [(sequence: UInt64, element: Result<ProducerResult<PassThrough>, KafkaError>)] {
         var filled: [(sequence: UInt64, element: Result<ProducerResult<PassThrough>, KafkaError>)] = []
         filled.reserveCapacity(deliveries.count)
         let done = state.withLock { state in
             for delivery in deliveries {
-                guard let passThrough = state.passThroughs[index(delivery.tag, state)].take() else { continue }
-                filled.append((delivery.tag, delivery.result.map { .single($0, passThrough) }))
+                guard let passThrough = state.passThroughs[Self.index(delivery.tag, state)].take() else { continue }
+                switch delivery.result {
+                case .success(let report): filled.append((delivery.tag, .success(.single(report, passThrough))))
+                case .failure(let error): filled.append((delivery.tag, .failure(error)))
+                }
             }
             state.inFlight -= filled.count
             return Self.routeIfDone(&state)
         }
-        window.fill(contentsOf: filled)
         if let done { unregister(done) }
+        return filled
     }
 
     @inline(__always)
-    private func index(_ slot: UInt64, _ state: borrowing State) -> Int {
+    private static func index(_ slot: UInt64, _ state: borrowing State) -> Int {
         Int(slot % UInt64(state.passThroughs.count))
     }
 

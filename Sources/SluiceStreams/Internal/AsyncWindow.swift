@@ -96,7 +96,7 @@ public final class AsyncWindow<Element: Sendable>: Sendable {
     }
 
     /// Stores the results of several reserved places under one lock, waking the reader at most once.
-    public func fill(contentsOf filled: some Sequence<(sequence: UInt64, element: Element)>) {
+    public func fill(contentsOf filled: [(sequence: UInt64, element: Element)]) {
         let reader = state.withLock { state -> CheckedContinuation<Void, Never>? in
             var readerReady = false
             for (sequence, element) in filled {
