@@ -18,21 +18,26 @@ struct ChangelogKey: Hashable, Sendable {
     var suffix: Suffix
 
     var bytes: [UInt8] {
-        var type = ""
-        for character in persistenceID.entityType {
-            switch character {
-            case "%": type += "%25"
-            case "|": type += "%7C"
-            default: type.append(character)
+        let type = persistenceID.entityType.utf8
+        let id = persistenceID.entityID.utf8
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(type.count + id.count + 24)
+        for byte in type {
+            switch byte {
+            case UInt8(ascii: "%"): bytes.append(contentsOf: "%25".utf8)
+            case UInt8(ascii: "|"): bytes.append(contentsOf: "%7C".utf8)
+            default: bytes.append(byte)
             }
         }
-        let suffixText =
-            switch suffix {
-            case .event(let sequenceNumber): String(sequenceNumber)
-            case .snapshot: "snapshot"
-            case .offsets: "offsets"
-            }
-        return Array("\(type)|\(persistenceID.entityID)/\(suffixText)".utf8)
+        bytes.append(UInt8(ascii: "|"))
+        bytes.append(contentsOf: id)
+        bytes.append(UInt8(ascii: "/"))
+        switch suffix {
+        case .event(let sequenceNumber): bytes.append(contentsOf: String(sequenceNumber).utf8)
+        case .snapshot: bytes.append(contentsOf: "snapshot".utf8)
+        case .offsets: bytes.append(contentsOf: "offsets".utf8)
+        }
+        return bytes
     }
 
     /// Parses a key; `nil` when it is not a changelog key.
@@ -115,7 +120,7 @@ enum ChangelogValue: Sendable, Equatable {
     private static let formatVersion: UInt8 = 1
 
     func encoded(key: [UInt8]) -> [UInt8] {
-        var writer = ByteWriter()
+        var writer = ByteWriter(capacity: encodedCapacity)
         writer.bytes(Self.magic)
         writer.byte(Self.formatVersion)
         switch self {
@@ -129,7 +134,12 @@ enum ChangelogValue: Sendable, Equatable {
             writer.int64(Int64(record.event.version))
             writer.string(record.event.manifest)
             writer.lengthPrefixed(record.event.payload)
-            writer.offsets(record.inputOffset.map { [$0] } ?? [])
+            if let offset = record.inputOffset {
+                writer.uint32(1)
+                writer.offset(offset)
+            } else {
+                writer.uint32(0)
+            }
         case .snapshot(let record):
             writer.byte(2)
             writer.int64(record.snapshot.sequenceNumber)
@@ -143,6 +153,20 @@ enum ChangelogValue: Sendable, Equatable {
         }
         writer.uint64(Self.checksum(key: key, value: writer.buffer[...]))
         return writer.buffer
+    }
+
+    /// Room for the encoded value (exact, up to the input offsets' topic names), so encoding never reallocates.
+    private var encodedCapacity: Int {
+        let fixed = 4 + 1 + 1 + 8  // magic, format version, kind, checksum
+        switch self {
+        case .event(let record):
+            return fixed + 6 * 8 + 4 + record.event.manifest.utf8.count + 4 + record.event.payload.count + 4 + 64
+        case .snapshot(let record):
+            return fixed + 2 * 8 + 4 + record.snapshot.manifest.utf8.count + 4 + record.snapshot.payload.count + 4
+                + record.inputOffsets.count * 64
+        case .offsets(let offsets):
+            return fixed + 4 + offsets.count * 64
+        }
     }
 
     /// Decodes a value; throws a description of what is wrong with it.
@@ -231,6 +255,8 @@ struct ChangelogDecodingError: Error, Sendable {
 private struct ByteWriter {
     var buffer: [UInt8] = []
 
+    init(capacity: Int) { buffer.reserveCapacity(capacity) }
+
     mutating func byte(_ value: UInt8) { buffer.append(value) }
     mutating func bytes(_ value: [UInt8]) { buffer.append(contentsOf: value) }
     mutating func uint64(_ value: UInt64) {
@@ -244,14 +270,18 @@ private struct ByteWriter {
         uint32(UInt32(value.count))
         bytes(value)
     }
-    mutating func string(_ value: String) { lengthPrefixed(Array(value.utf8)) }
+    mutating func string(_ value: String) {
+        uint32(UInt32(value.utf8.count))
+        buffer.append(contentsOf: value.utf8)
+    }
     mutating func offsets(_ offsets: [InputOffset]) {
         uint32(UInt32(offsets.count))
-        for offset in offsets {
-            string(offset.topic)
-            uint32(UInt32(bitPattern: offset.partition))
-            int64(offset.offset)
-        }
+        for offset in offsets { self.offset(offset) }
+    }
+    mutating func offset(_ offset: InputOffset) {
+        string(offset.topic)
+        uint32(UInt32(bitPattern: offset.partition))
+        int64(offset.offset)
     }
 }
 

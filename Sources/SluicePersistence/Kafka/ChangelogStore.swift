@@ -43,7 +43,10 @@ struct ChangelogEntity: Sendable {
         offsets[key] = max(offsets[key] ?? Int64.min, offset.offset)
     }
 
-    var inputOffsets: [InputOffset] {
+    var inputOffsets: [InputOffset] { Self.inputOffsets(offsets) }
+
+    /// Offsets by input partition as a list, in topic and partition order.
+    static func inputOffsets(_ offsets: [InputPartition: Int64]) -> [InputOffset] {
         offsets.map { InputOffset(topic: $0.key.topic, partition: $0.key.partition, offset: $0.value) }
             .sorted { ($0.topic, $0.partition) < ($1.topic, $1.partition) }
     }

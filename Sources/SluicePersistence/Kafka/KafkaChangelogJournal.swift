@@ -96,6 +96,10 @@ public final class KafkaChangelogJournal: Journal {
     private let producer: KafkaProducer
     private let state = Mutex(State())
     private let logger: Logger
+    /// The next append's id, minus one: counts up from a random start, so ids are distinct within this journal and,
+    /// with overwhelming probability, from every other incarnation's (a random number per append would cost a
+    /// `getrandom` system call each).
+    private let lastAppendID = Atomic<UInt64>(UInt64.random(in: 0...UInt64.max))
 
     /// Opens the journal: makes sure the changelog topic exists with the input topic's partition count, and starts
     /// the producer. Restores nothing: call ``restore(partitions:)`` for the partitions this instance owns.
@@ -452,7 +456,8 @@ public final class KafkaChangelogJournal: Journal {
         let generation: UInt64
         let first: Int64?
         let messages: [KafkaProducerMessage]
-        /// The entity's input offsets once this append is stored (a snapshot record carries them).
+        /// The entity's input offsets once this append is stored, for an offsets record or a snapshot record (empty
+        /// when the append has events and no snapshot: its records carry only its own offset).
         let offsetsAfter: [InputOffset]
         let append: JournalAppend
     }
@@ -464,7 +469,8 @@ public final class KafkaChangelogJournal: Journal {
         let id = append.persistenceID
         let partition = partition(of: id)
         let first = append.events.first?.sequenceNumber
-        let appendID = UInt64.random(in: 1...UInt64.max)
+        var appendID = lastAppendID.wrappingAdd(1, ordering: .relaxed).newValue
+        if appendID == 0 { appendID = lastAppendID.wrappingAdd(1, ordering: .relaxed).newValue }  // 0 means "none"
         let (generation, previousAppendID, offsetsAfter) = try state.withLock {
             (state) throws(PersistenceError) -> (UInt64, UInt64, [InputOffset]) in
             try state.modifyEntity(id, in: partition, journal: name, topic: topic, sequenceNumber: first) {
@@ -481,9 +487,15 @@ public final class KafkaChangelogJournal: Journal {
                     entity.reserved = last
                     entity.headAppendID = appendID
                 }
-                var after = entity
-                if let offset = append.inputOffset { after.merge(offset) }
-                return (generation, previous, after.inputOffsets)
+                // Only a record without events or with a snapshot carries all the entity's offsets: worth a copy
+                // of them (and a sort) only then.
+                guard append.events.isEmpty || append.snapshot != nil else { return (generation, previous, []) }
+                var after = entity.offsets
+                if let offset = append.inputOffset {
+                    let key = InputPartition(topic: offset.topic, partition: offset.partition)
+                    after[key] = max(after[key] ?? Int64.min, offset.offset)
+                }
+                return (generation, previous, ChangelogEntity.inputOffsets(after))
             }
         }
         var messages: [KafkaProducerMessage] = []
