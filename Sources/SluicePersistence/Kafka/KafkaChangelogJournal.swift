@@ -100,6 +100,9 @@ public final class KafkaChangelogJournal: Journal {
     /// with overwhelming probability, from every other incarnation's (a random number per append would cost a
     /// `getrandom` system call each).
     private let lastAppendID = Atomic<UInt64>(UInt64.random(in: 0...UInt64.max))
+    /// The appends whose records are in flight; the producer reports to it a delivery batch at a time.
+    private let deliveries = AppendDeliveries()
+    private let deliveryRoute: KafkaDeliveryRoute
 
     /// Opens the journal: makes sure the changelog topic exists with the input topic's partition count, and starts
     /// the producer. Restores nothing: call ``restore(partitions:)`` for the partitions this instance owns.
@@ -125,7 +128,9 @@ public final class KafkaChangelogJournal: Journal {
         producerConfiguration.linger = configuration.linger
         producerConfiguration.messageTimeout = configuration.writeTimeout
         do {
-            self.producer = try KafkaProducer(configuration: producerConfiguration, logger: logger)
+            let producer = try KafkaProducer(configuration: producerConfiguration, logger: logger)
+            self.producer = producer
+            self.deliveryRoute = try producer.register(deliveries)
         } catch {
             throw PersistenceError(
                 .storageFailure, journal: name, message: "cannot create the changelog producer: \(error)")
@@ -420,6 +425,16 @@ public final class KafkaChangelogJournal: Journal {
         } catch {
             return completion(error)
         }
+        guard !prepared.messages.isEmpty else {
+            // Nothing to write (no events, no input offset): stored as it is.
+            do throws(PersistenceError) {
+                try finish(prepared)
+                completion(nil)
+            } catch {
+                completion(error)
+            }
+            return
+        }
         let collector = DeliveryCollector(count: prepared.messages.count) { [self] failure in
             do throws(PersistenceError) {
                 if let failure {
@@ -433,17 +448,18 @@ public final class KafkaChangelogJournal: Journal {
                 completion(error)
             }
         }
+        let tag = deliveries.add(collector, records: prepared.messages.count)
         for (index, message) in prepared.messages.enumerated() {
             let accepted: Bool
             do {
-                accepted = try producer.trySend(message, onDelivery: collector.handler)
+                accepted = try producer.trySend(message, route: deliveryRoute, tag: tag)
             } catch {
-                return collector.abandon(prepared.messages.count - index, error: "\(error)")
+                return deliveries.abandon(tag, records: prepared.messages.count - index, error: "\(error)")
             }
             guard accepted else {
                 // librdkafka's queue is full: wait for room in a task, for this record and the ones after it.
                 let rest = Array(prepared.messages[index...])
-                Task { await self.send(rest, to: collector) }
+                Task { await self.send(rest, tag: tag) }
                 return
             }
         }
@@ -642,19 +658,19 @@ public final class KafkaChangelogJournal: Journal {
     ) async throws(PersistenceError) {
         guard !messages.isEmpty else { return }
         let collector = DeliveryCollector(count: messages.count)
-        await send(messages, to: collector)
+        await send(messages, tag: deliveries.add(collector, records: messages.count))
         guard let failure = await collector.wait() else { return }
         throw failed(id: id, sequenceNumber: sequenceNumber, partition: partition, generation: generation, reason: failure)
     }
 
     /// Sends `messages` in order, waiting for room in librdkafka's queue; a message that cannot be sent fails it
     /// and the ones after it.
-    private func send(_ messages: [KafkaProducerMessage], to collector: DeliveryCollector) async {
+    private func send(_ messages: [KafkaProducerMessage], tag: UInt64) async {
         for (index, message) in messages.enumerated() {
             do {
-                try await producer.send(message, onDelivery: collector.handler)
+                try await producer.send(message, route: deliveryRoute, tag: tag)
             } catch {
-                collector.abandon(messages.count - index, error: "\(error)")
+                deliveries.abandon(tag, records: messages.count - index, error: "\(error)")
                 return
             }
         }
@@ -756,62 +772,6 @@ extension KafkaChangelogJournal {
             try checkReady(partition, id: id, journal: journal, topic: topic, sequenceNumber: sequenceNumber)
             let generation = partitions[partition]!.generation
             return try body(&partitions[partition]!.entities[id, default: ChangelogEntity()], generation)
-        }
-    }
-}
-
-/// Counts the delivery reports of a group of records. When the last one arrived, with the first failure (or `nil`
-/// when every record was acknowledged), it calls its completion or resumes whoever waits (``wait()``).
-private final class DeliveryCollector: Sendable {
-    private struct State {
-        var remaining: Int
-        var failure: String?
-        var waiter: CheckedContinuation<String?, Never>?
-    }
-    private let state: Mutex<State>
-    private let completion: (@Sendable (String?) -> Void)?
-
-    init(count: Int, completion: (@Sendable (String?) -> Void)? = nil) {
-        state = Mutex(State(remaining: count))
-        self.completion = completion
-    }
-
-    var handler: KafkaProducer.DeliveryHandler {
-        { [self] result in
-            if case .failure(let error) = result {
-                complete(1, failure: "\(error)")
-            } else {
-                complete(1, failure: nil)
-            }
-        }
-    }
-
-    /// Counts `count` records that were never sent as failed.
-    func abandon(_ count: Int, error: String) { complete(count, failure: error) }
-
-    private func complete(_ count: Int, failure: String?) {
-        let (finished, outcome, waiter) = state.withLock { state in
-            let wasDone = state.remaining <= 0
-            state.remaining -= count
-            if state.failure == nil, let failure { state.failure = failure }
-            let finished = !wasDone && state.remaining <= 0
-            defer { if finished { state.waiter = nil } }
-            return (finished, state.failure, finished ? state.waiter : nil)
-        }
-        guard finished else { return }
-        completion?(outcome)
-        waiter?.resume(returning: outcome)
-    }
-
-    /// The first failure, or `nil` once every record was acknowledged.
-    func wait() async -> String? {
-        await withCheckedContinuation { continuation in
-            let done = state.withLock { state -> Bool in
-                if state.remaining <= 0 { return true }
-                state.waiter = continuation
-                return false
-            }
-            if done { continuation.resume(returning: state.withLock { $0.failure }) }
         }
     }
 }
