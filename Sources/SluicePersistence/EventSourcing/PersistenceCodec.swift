@@ -22,10 +22,10 @@ import Foundation
 /// }
 /// ```
 ///
-/// JSON is the convenient default, but for small events it is most of what persisting one costs: Foundation's
-/// encoder takes a microsecond or more per event (measured: about a fifth of the persistent pipeline's throughput in
-/// `docs/benchmarks.md`). Entities that persist many small events can give a hand-written codec to
-/// ``init(manifest:version:encode:decode:)``.
+/// JSON is the convenient default. It is written by Sluice's own encoder (`CompactJSONEncoder`), whose output
+/// Foundation's `JSONDecoder` reads like `JSONEncoder`'s; Foundation's encoder cost about a fifth of the persistent
+/// pipeline's throughput (`docs/benchmarks.md`). Encoding is still the costliest part of persisting a small event,
+/// so entities that persist many of them can give a hand-written codec to ``init(manifest:version:encode:decode:)``.
 ///
 /// Events of a version newer than the codec's are refused (the journal was written by newer code: roll forward),
 /// and so are events whose manifest differs: both fail recovery with ``PersistenceError/Code/undecodableEvent``
@@ -71,13 +71,11 @@ extension PersistenceCodec where Value: Codable & Sendable {
         manifest: String = String(describing: Value.self), version: Int = 1,
         olderVersions: (@Sendable (_ version: Int, _ payload: [UInt8]) throws -> Value)? = nil
     ) -> PersistenceCodec {
-        // One encoder for all values: making and configuring one per event cost more than encoding a small event.
-        // `JSONEncoder` is `Sendable` (its options are guarded by a lock and copied at the start of each encode).
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
+        // Writes what `JSONEncoder` with sorted keys writes, several times faster (see `CompactJSONEncoder`).
+        let encoder = CompactJSONEncoder()
         return PersistenceCodec(
             manifest: manifest, version: version,
-            encode: { value in Array(try encoder.encode(value)) },
+            encode: { value in try encoder.encode(value) },
             decode: { storedVersion, payload in
                 if storedVersion == version { return try PersistenceJSON.decode(Value.self, from: payload) }
                 guard let olderVersions else { throw PersistenceCodecError.unsupportedVersion(storedVersion) }

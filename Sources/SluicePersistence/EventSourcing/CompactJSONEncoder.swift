@@ -1,0 +1,370 @@
+import Foundation
+
+/// Encodes `Encodable` values as JSON that Foundation's `JSONDecoder` reads back: what ``PersistenceCodec/json(manifest:version:olderVersions:)``
+/// writes events and snapshots with.
+///
+/// Foundation's `JSONEncoder` costs more than the rest of persisting a small event. It takes a lock for its options,
+/// casts every nested value to half a dozen types, builds a tree of boxes and then copies its output through `Data`.
+/// This encoder builds a small tree (keyed containers can be filled in any order, so it cannot write as it goes) and
+/// writes it straight into bytes.
+///
+/// The output matches `JSONEncoder`'s with `.sortedKeys` and default strategies, value for value:
+/// - `Data` is Base64.
+/// - `URL` is its absolute string.
+/// - `Decimal` is a number.
+/// - `Date` is what it encodes itself as (seconds since 2001).
+/// - A value that encodes nothing is `{}`.
+/// - A later value for a key replaces an earlier one.
+/// - Non-finite floating-point numbers throw `EncodingError.invalidValue`.
+///
+/// One detail differs, and `JSONDecoder` reads both forms: slashes are not escaped.
+struct CompactJSONEncoder: Sendable {
+    func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
+        let root = try JSONTreeEncoder.box(value, codingPath: [])
+        var output: [UInt8] = []
+        output.reserveCapacity(64)
+        root.write(to: &output)
+        return output
+    }
+}
+
+/// A JSON value under construction. Containers are references, so that a nested container handed out earlier can
+/// still be filled.
+private enum JSONNode {
+    case null
+    case bool(Bool)
+    /// A number, already formatted.
+    case number(String)
+    case string(String)
+    case array(JSONArrayNode)
+    case object(JSONObjectNode)
+
+    func write(to output: inout [UInt8]) {
+        switch self {
+        case .null: output.append(contentsOf: "null".utf8)
+        case .bool(let value): output.append(contentsOf: (value ? "true" : "false").utf8)
+        case .number(let text): output.append(contentsOf: text.utf8)
+        case .string(let text): Self.writeString(text, to: &output)
+        case .array(let array):
+            output.append(UInt8(ascii: "["))
+            for (index, element) in array.elements.enumerated() {
+                if index > 0 { output.append(UInt8(ascii: ",")) }
+                element.write(to: &output)
+            }
+            output.append(UInt8(ascii: "]"))
+        case .object(let object):
+            output.append(UInt8(ascii: "{"))
+            for (index, entry) in object.sortedEntries().enumerated() {
+                if index > 0 { output.append(UInt8(ascii: ",")) }
+                Self.writeString(entry.key, to: &output)
+                output.append(UInt8(ascii: ":"))
+                entry.value.write(to: &output)
+            }
+            output.append(UInt8(ascii: "}"))
+        }
+    }
+
+    private static let hexDigits = Array("0123456789abcdef".utf8)
+
+    /// A JSON string: quotes, backslashes and control characters escaped, everything else as UTF-8.
+    static func writeString(_ text: String, to output: inout [UInt8]) {
+        output.append(UInt8(ascii: "\""))
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): output.append(contentsOf: #"\""#.utf8)
+            case UInt8(ascii: "\\"): output.append(contentsOf: #"\\"#.utf8)
+            case UInt8(ascii: "\n"): output.append(contentsOf: #"\n"#.utf8)
+            case UInt8(ascii: "\r"): output.append(contentsOf: #"\r"#.utf8)
+            case UInt8(ascii: "\t"): output.append(contentsOf: #"\t"#.utf8)
+            case 0x08: output.append(contentsOf: #"\b"#.utf8)
+            case 0x0C: output.append(contentsOf: #"\f"#.utf8)
+            case ..<0x20:
+                output.append(contentsOf: #"\u00"#.utf8)
+                output.append(hexDigits[Int(byte >> 4)])
+                output.append(hexDigits[Int(byte & 0x0F)])
+            default: output.append(byte)
+            }
+        }
+        output.append(UInt8(ascii: "\""))
+    }
+}
+
+private final class JSONArrayNode {
+    var elements: [JSONNode] = []
+}
+
+private final class JSONObjectNode {
+    var entries: [(key: String, value: JSONNode)] = []
+
+    func set(_ key: String, _ value: JSONNode) {
+        entries.append((key, value))
+    }
+
+    /// Entries in key order, the last value of a key winning (as in `JSONEncoder`, whose objects are dictionaries).
+    func sortedEntries() -> [(key: String, value: JSONNode)] {
+        if entries.count < 2 { return entries }
+        // Stable by position among equal keys, so the last one of a key can be kept.
+        let ordered = entries.enumerated().sorted { ($0.element.key, $0.offset) < ($1.element.key, $1.offset) }
+        var result: [(key: String, value: JSONNode)] = []
+        result.reserveCapacity(ordered.count)
+        for (_, entry) in ordered {
+            if let last = result.last, last.key == entry.key {
+                result[result.count - 1] = entry
+            } else {
+                result.append(entry)
+            }
+        }
+        return result
+    }
+}
+
+/// The `Encoder` a value encodes itself into; its result is ``node``.
+private final class JSONTreeEncoder: Encoder {
+    let codingPath: [any CodingKey]
+    var userInfo: [CodingUserInfoKey: Any] { [:] }
+    /// What the value encoded as; `nil` while it encoded nothing.
+    var node: JSONNode?
+
+    init(codingPath: [any CodingKey]) {
+        self.codingPath = codingPath
+    }
+
+    /// Encodes `value` into a node: the special types as `JSONEncoder` writes them, everything else by itself.
+    static func box<T: Encodable>(_ value: T, codingPath: [any CodingKey]) throws -> JSONNode {
+        if T.self == Data.self {
+            return .string((value as! Data).base64EncodedString())
+        }
+        if T.self == URL.self {
+            return .string((value as! URL).absoluteString)
+        }
+        if T.self == Decimal.self {
+            let decimal = value as! Decimal
+            guard !decimal.isNaN else {
+                throw EncodingError.invalidValue(
+                    decimal, EncodingError.Context(codingPath: codingPath, debugDescription: "Unable to encode Decimal.nan directly in JSON."))
+            }
+            return .number(decimal.description)
+        }
+        let encoder = JSONTreeEncoder(codingPath: codingPath)
+        try value.encode(to: encoder)
+        return encoder.node ?? .object(JSONObjectNode())
+    }
+
+    func container<Key: CodingKey>(keyedBy type: Key.Type) -> KeyedEncodingContainer<Key> {
+        let object: JSONObjectNode
+        if case .object(let existing) = node {
+            object = existing
+        } else {
+            object = JSONObjectNode()
+            node = .object(object)
+        }
+        return KeyedEncodingContainer(JSONKeyedContainer<Key>(object: object, codingPath: codingPath))
+    }
+
+    func unkeyedContainer() -> any UnkeyedEncodingContainer {
+        let array: JSONArrayNode
+        if case .array(let existing) = node {
+            array = existing
+        } else {
+            array = JSONArrayNode()
+            node = .array(array)
+        }
+        return JSONUnkeyedContainer(array: array, codingPath: codingPath)
+    }
+
+    func singleValueContainer() -> any SingleValueEncodingContainer {
+        JSONSingleValueContainer(encoder: self)
+    }
+}
+
+/// Formats numbers and checks floating-point values as `JSONEncoder` does.
+private enum JSONNumber {
+    static func integer<T: BinaryInteger & CustomStringConvertible>(_ value: T) -> JSONNode { .number(value.description) }
+
+    static func floatingPoint<T: BinaryFloatingPoint & CustomStringConvertible>(
+        _ value: T, codingPath: [any CodingKey]
+    ) throws -> JSONNode {
+        guard value.isFinite else {
+            throw EncodingError.invalidValue(
+                value,
+                EncodingError.Context(
+                    codingPath: codingPath,
+                    debugDescription: "Unable to encode \(T.self).\(value) directly in JSON."))
+        }
+        // Integral values without ".0", as `JSONEncoder` writes them (1.0 is `1`, -0.0 is `-0`).
+        var text = value.description
+        if text.hasSuffix(".0") { text.removeLast(2) }
+        return .number(text)
+    }
+}
+
+/// A key that is an array index, for coding paths.
+private struct JSONIndexKey: CodingKey {
+    let intValue: Int?
+    var stringValue: String { "Index \(intValue ?? 0)" }
+    init(_ index: Int) { intValue = index }
+    init?(stringValue: String) { return nil }
+    init?(intValue: Int) { self.intValue = intValue }
+}
+
+/// The key a super encoder writes under.
+private struct JSONSuperKey: CodingKey {
+    var stringValue: String { "super" }
+    var intValue: Int? { nil }
+    init() {}
+    init?(stringValue: String) {}
+    init?(intValue: Int) { return nil }
+}
+
+/// An encoder whose result goes into a container later (super encoders): it stores its node when it is released.
+private final class JSONDeferredEncoder: Encoder {
+    private let inner: JSONTreeEncoder
+    private let store: (JSONNode) -> Void
+
+    init(codingPath: [any CodingKey], store: @escaping (JSONNode) -> Void) {
+        inner = JSONTreeEncoder(codingPath: codingPath)
+        self.store = store
+    }
+
+    deinit { store(inner.node ?? .object(JSONObjectNode())) }
+
+    var codingPath: [any CodingKey] { inner.codingPath }
+    var userInfo: [CodingUserInfoKey: Any] { [:] }
+    func container<Key: CodingKey>(keyedBy type: Key.Type) -> KeyedEncodingContainer<Key> { inner.container(keyedBy: type) }
+    func unkeyedContainer() -> any UnkeyedEncodingContainer { inner.unkeyedContainer() }
+    func singleValueContainer() -> any SingleValueEncodingContainer { inner.singleValueContainer() }
+}
+
+private struct JSONKeyedContainer<Key: CodingKey>: KeyedEncodingContainerProtocol {
+    let object: JSONObjectNode
+    let codingPath: [any CodingKey]
+
+    private func path(_ key: Key) -> [any CodingKey] { codingPath + [key] }
+
+    mutating func encodeNil(forKey key: Key) throws { object.set(key.stringValue, .null) }
+    mutating func encode(_ value: Bool, forKey key: Key) throws { object.set(key.stringValue, .bool(value)) }
+    mutating func encode(_ value: String, forKey key: Key) throws { object.set(key.stringValue, .string(value)) }
+    mutating func encode(_ value: Double, forKey key: Key) throws {
+        object.set(key.stringValue, try JSONNumber.floatingPoint(value, codingPath: path(key)))
+    }
+    mutating func encode(_ value: Float, forKey key: Key) throws {
+        object.set(key.stringValue, try JSONNumber.floatingPoint(value, codingPath: path(key)))
+    }
+    mutating func encode(_ value: Int, forKey key: Key) throws { object.set(key.stringValue, JSONNumber.integer(value)) }
+    mutating func encode(_ value: Int8, forKey key: Key) throws { object.set(key.stringValue, JSONNumber.integer(value)) }
+    mutating func encode(_ value: Int16, forKey key: Key) throws { object.set(key.stringValue, JSONNumber.integer(value)) }
+    mutating func encode(_ value: Int32, forKey key: Key) throws { object.set(key.stringValue, JSONNumber.integer(value)) }
+    mutating func encode(_ value: Int64, forKey key: Key) throws { object.set(key.stringValue, JSONNumber.integer(value)) }
+    mutating func encode(_ value: UInt, forKey key: Key) throws { object.set(key.stringValue, JSONNumber.integer(value)) }
+    mutating func encode(_ value: UInt8, forKey key: Key) throws { object.set(key.stringValue, JSONNumber.integer(value)) }
+    mutating func encode(_ value: UInt16, forKey key: Key) throws { object.set(key.stringValue, JSONNumber.integer(value)) }
+    mutating func encode(_ value: UInt32, forKey key: Key) throws { object.set(key.stringValue, JSONNumber.integer(value)) }
+    mutating func encode(_ value: UInt64, forKey key: Key) throws { object.set(key.stringValue, JSONNumber.integer(value)) }
+    mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws {
+        object.set(key.stringValue, try JSONTreeEncoder.box(value, codingPath: path(key)))
+    }
+
+    mutating func nestedContainer<NestedKey: CodingKey>(
+        keyedBy keyType: NestedKey.Type, forKey key: Key
+    ) -> KeyedEncodingContainer<NestedKey> {
+        let nested = JSONObjectNode()
+        object.set(key.stringValue, .object(nested))
+        return KeyedEncodingContainer(JSONKeyedContainer<NestedKey>(object: nested, codingPath: path(key)))
+    }
+
+    mutating func nestedUnkeyedContainer(forKey key: Key) -> any UnkeyedEncodingContainer {
+        let nested = JSONArrayNode()
+        object.set(key.stringValue, .array(nested))
+        return JSONUnkeyedContainer(array: nested, codingPath: path(key))
+    }
+
+    mutating func superEncoder() -> any Encoder {
+        let object = self.object
+        return JSONDeferredEncoder(codingPath: codingPath + [JSONSuperKey()]) { object.set("super", $0) }
+    }
+
+    mutating func superEncoder(forKey key: Key) -> any Encoder {
+        let object = self.object
+        return JSONDeferredEncoder(codingPath: path(key)) { object.set(key.stringValue, $0) }
+    }
+}
+
+private struct JSONUnkeyedContainer: UnkeyedEncodingContainer {
+    let array: JSONArrayNode
+    let codingPath: [any CodingKey]
+    var count: Int { array.elements.count }
+
+    private var nextPath: [any CodingKey] { codingPath + [JSONIndexKey(array.elements.count)] }
+
+    mutating func encodeNil() throws { array.elements.append(.null) }
+    mutating func encode(_ value: Bool) throws { array.elements.append(.bool(value)) }
+    mutating func encode(_ value: String) throws { array.elements.append(.string(value)) }
+    mutating func encode(_ value: Double) throws {
+        array.elements.append(try JSONNumber.floatingPoint(value, codingPath: nextPath))
+    }
+    mutating func encode(_ value: Float) throws {
+        array.elements.append(try JSONNumber.floatingPoint(value, codingPath: nextPath))
+    }
+    mutating func encode(_ value: Int) throws { array.elements.append(JSONNumber.integer(value)) }
+    mutating func encode(_ value: Int8) throws { array.elements.append(JSONNumber.integer(value)) }
+    mutating func encode(_ value: Int16) throws { array.elements.append(JSONNumber.integer(value)) }
+    mutating func encode(_ value: Int32) throws { array.elements.append(JSONNumber.integer(value)) }
+    mutating func encode(_ value: Int64) throws { array.elements.append(JSONNumber.integer(value)) }
+    mutating func encode(_ value: UInt) throws { array.elements.append(JSONNumber.integer(value)) }
+    mutating func encode(_ value: UInt8) throws { array.elements.append(JSONNumber.integer(value)) }
+    mutating func encode(_ value: UInt16) throws { array.elements.append(JSONNumber.integer(value)) }
+    mutating func encode(_ value: UInt32) throws { array.elements.append(JSONNumber.integer(value)) }
+    mutating func encode(_ value: UInt64) throws { array.elements.append(JSONNumber.integer(value)) }
+    mutating func encode<T: Encodable>(_ value: T) throws {
+        array.elements.append(try JSONTreeEncoder.box(value, codingPath: nextPath))
+    }
+
+    mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type) -> KeyedEncodingContainer<NestedKey> {
+        let path = nextPath
+        let nested = JSONObjectNode()
+        array.elements.append(.object(nested))
+        return KeyedEncodingContainer(JSONKeyedContainer<NestedKey>(object: nested, codingPath: path))
+    }
+
+    mutating func nestedUnkeyedContainer() -> any UnkeyedEncodingContainer {
+        let path = nextPath
+        let nested = JSONArrayNode()
+        array.elements.append(.array(nested))
+        return JSONUnkeyedContainer(array: nested, codingPath: path)
+    }
+
+    mutating func superEncoder() -> any Encoder {
+        // The element's place is taken now (later elements go after it); the value is filled in when it is encoded.
+        let path = nextPath
+        let index = array.elements.count
+        array.elements.append(.object(JSONObjectNode()))
+        let array = self.array
+        return JSONDeferredEncoder(codingPath: path) { array.elements[index] = $0 }
+    }
+}
+
+private struct JSONSingleValueContainer: SingleValueEncodingContainer {
+    let encoder: JSONTreeEncoder
+    var codingPath: [any CodingKey] { encoder.codingPath }
+
+    private func set(_ node: JSONNode) { encoder.node = node }
+
+    mutating func encodeNil() throws { set(.null) }
+    mutating func encode(_ value: Bool) throws { set(.bool(value)) }
+    mutating func encode(_ value: String) throws { set(.string(value)) }
+    mutating func encode(_ value: Double) throws { set(try JSONNumber.floatingPoint(value, codingPath: codingPath)) }
+    mutating func encode(_ value: Float) throws { set(try JSONNumber.floatingPoint(value, codingPath: codingPath)) }
+    mutating func encode(_ value: Int) throws { set(JSONNumber.integer(value)) }
+    mutating func encode(_ value: Int8) throws { set(JSONNumber.integer(value)) }
+    mutating func encode(_ value: Int16) throws { set(JSONNumber.integer(value)) }
+    mutating func encode(_ value: Int32) throws { set(JSONNumber.integer(value)) }
+    mutating func encode(_ value: Int64) throws { set(JSONNumber.integer(value)) }
+    mutating func encode(_ value: UInt) throws { set(JSONNumber.integer(value)) }
+    mutating func encode(_ value: UInt8) throws { set(JSONNumber.integer(value)) }
+    mutating func encode(_ value: UInt16) throws { set(JSONNumber.integer(value)) }
+    mutating func encode(_ value: UInt32) throws { set(JSONNumber.integer(value)) }
+    mutating func encode(_ value: UInt64) throws { set(JSONNumber.integer(value)) }
+    mutating func encode<T: Encodable>(_ value: T) throws {
+        set(try JSONTreeEncoder.box(value, codingPath: codingPath))
+    }
+}
