@@ -130,9 +130,12 @@ public final class ShardRegion<Message: Sendable>: Sendable {
     /// A message to `entityID` is done: one less in flight; wake a delivery waiting for an idle entity.
     private static func finished(state: Locked<State>, _ entityID: String, _ ref: ActorRef<Message>) {
         let waiters: [CheckedContinuation<Void, Never>] = state.withLock { state in
-            guard state.entities[entityID]?.ref == ref else { return [] }
-            state.entities[entityID]!.inFlight -= 1
-            guard state.entities[entityID]!.inFlight == 0 else { return [] }
+            // One hash of the id, and the entry changed in place.
+            guard let index = state.entities.index(forKey: entityID), state.entities.values[index].ref == ref else {
+                return []
+            }
+            state.entities.values[index].inFlight -= 1
+            guard state.entities.values[index].inFlight == 0 else { return [] }
             defer { state.roomWaiters = [] }
             return state.roomWaiters
         }
@@ -157,11 +160,11 @@ public final class ShardRegion<Message: Sendable>: Sendable {
         let now = ContinuousClock.now
         let step: Step = state.withLock { state in
             if state.stoppedShards.contains(shard) { return .stoppedShard }
-            if var entry = state.entities[entityID] {
-                entry.inFlight += 1
+            if let index = state.entities.index(forKey: entityID) {
+                state.entities.values[index].inFlight += 1
+                let entry = state.entities.values[index]
                 entry.node.lastUsed = now
                 state.lru.moveToFront(entry.node)
-                state.entities[entityID] = entry
                 return .existing(entry.ref)
             }
             var evicted: ActorRef<Message>?
