@@ -12,6 +12,9 @@ struct SQLiteFailure: Error, CustomStringConvertible {
 final class SQLiteDatabase {
     let handle: OpaquePointer
     private var statements: [String: SQLiteStatement] = [:]
+    /// The statements of SQL literals, by the literal's address: found without hashing the text (the hot statements
+    /// run several times per append).
+    private var literalStatements: [UInt: SQLiteStatement] = [:]
 
     init(path: String) throws(SQLiteFailure) {
         var handle: OpaquePointer?
@@ -39,20 +42,29 @@ final class SQLiteDatabase {
 
     /// Runs a statement without parameters or results through the statement cache (no parsing after the first
     /// time): for statements run once per write, such as savepoints.
-    func run(cached sql: String) throws(SQLiteFailure) {
+    func run(cached sql: StaticString) throws(SQLiteFailure) {
         let statement = try prepared(sql)
         try statement.run()
     }
 
     /// The single value of a one-row query (a pragma).
     func scalarText(_ sql: String) throws(SQLiteFailure) -> String? {
-        let statement = try prepared(sql)
+        let statement = try prepared(text: sql)
         defer { statement.reset() }
         return try statement.step() ? statement.text(0) : nil
     }
 
+    /// A prepared statement for the SQL literal `sql`, cached for the connection's life; reset it after use.
+    func prepared(_ sql: StaticString) throws(SQLiteFailure) -> SQLiteStatement {
+        let key = UInt(bitPattern: sql.utf8Start)
+        if let statement = literalStatements[key] { return statement }
+        let statement = try prepared(text: sql.description)
+        literalStatements[key] = statement
+        return statement
+    }
+
     /// A prepared statement for `sql`, cached for the connection's life; reset it after use.
-    func prepared(_ sql: String) throws(SQLiteFailure) -> SQLiteStatement {
+    func prepared(text sql: String) throws(SQLiteFailure) -> SQLiteStatement {
         if let statement = statements[sql] { return statement }
         var raw: OpaquePointer?
         let status = sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &raw, nil)
@@ -70,6 +82,7 @@ final class SQLiteDatabase {
     func close() {
         for statement in statements.values { statement.finalize() }
         statements = [:]
+        literalStatements = [:]
         sqlite3_close_v2(handle)
     }
 }
