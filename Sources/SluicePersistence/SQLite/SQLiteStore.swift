@@ -18,12 +18,14 @@ final class SQLiteStore {
     /// Counts events read (for tests and recovery measurements).
     let counters: SQLiteCounters
 
-    /// Highest stored sequence numbers learnt from committed transactions, so that an append need not look its
-    /// entity's up again (a B-tree search of three per append). Events are never deleted, so a known highest number
-    /// only grows; bounded by ``highestCacheLimit`` (emptied when it would grow past it).
-    private var committedHighest: [PersistenceID: Int64] = [:]
-    /// What the open transaction's appends stored: promoted on commit, forgotten on rollback.
-    private var transactionHighest: [PersistenceID: Int64] = [:]
+    /// Highest stored sequence numbers, so that an append need not look its entity's up again (a B-tree search of
+    /// three per append): learnt from the database or from appends, including the open transaction's. Events are
+    /// never deleted, so a known highest number only grows; bounded by ``highestCacheLimit`` (emptied after a commit
+    /// that leaves it larger). One lookup per append: the id is hashed once, and the entry changed in place.
+    private var highest: [PersistenceID: Int64] = [:]
+    /// What the open transaction's appends changed in ``highest`` (each entry's value before), so that a rollback
+    /// can put it back.
+    private var transactionUndo: [(id: PersistenceID, before: Int64?)] = []
     static let highestCacheLimit = 200_000
 
     init(database: SQLiteDatabase, journalName: String, counters: SQLiteCounters) {
@@ -120,19 +122,22 @@ final class SQLiteStore {
     /// The writer's transaction ended: what its appends stored is known from now on if it committed, and
     /// forgotten if it was rolled back.
     func transactionEnded(committed: Bool) {
-        defer { transactionHighest.removeAll(keepingCapacity: true) }
-        guard committed else { return }
-        if committedHighest.count + transactionHighest.count > Self.highestCacheLimit { committedHighest = [:] }
-        committedHighest.merge(transactionHighest) { _, new in new }
+        defer { transactionUndo.removeAll(keepingCapacity: true) }
+        guard committed else {
+            for (id, before) in transactionUndo.reversed() { highest[id] = before }
+            return
+        }
+        if highest.count > Self.highestCacheLimit { highest = [:] }
     }
 
     /// Stores an append after checking its sequence numbers (in the open transaction; the writer undoes it if it
     /// fails).
     func append(_ append: JournalAppend) throws(PersistenceError) {
         let id = append.persistenceID
+        let cached = self.highest.index(forKey: id)
         let highest: Int64
-        if let known = transactionHighest[id] ?? committedHighest[id] {
-            highest = known
+        if let cached {
+            highest = self.highest.values[cached]
         } else {
             highest = try highestSequenceNumber(of: id)
         }
@@ -175,7 +180,15 @@ final class SQLiteStore {
             }
         }
         // Last: an append that failed halfway is undone (its transaction or savepoint rolled back) and noted nowhere.
-        if let last = append.events.last { transactionHighest[id] = last.sequenceNumber }
+        if let last = append.events.last {
+            if let cached {
+                transactionUndo.append((id, highest))
+                self.highest.values[cached] = last.sequenceNumber
+            } else {
+                transactionUndo.append((id, nil))
+                self.highest[id] = last.sequenceNumber
+            }
+        }
     }
 
     func readEvents(of id: PersistenceID, from sequenceNumber: Int64, limit: Int) throws(PersistenceError)
