@@ -137,7 +137,7 @@ final class RecordingReceiver: KafkaDeliveryReceiver {
 
 @Suite("Producer delivery receivers")
 struct DeliveryReceiverTests {
-    @Test("a message's opaque carries its route and its tag, and routes are reused after unregistering")
+    @Test("a message's opaque carries its route and its tag, and an unregistered route is not handed out again while fresh ones are left")
     func routeTable() throws {
         let maxTag = DeliveryRouteTable.maxTag
         for (route, tag) in [(UInt64(1), UInt64(0)), (7, 12_345), (65_535, maxTag)] {
@@ -152,7 +152,10 @@ struct DeliveryReceiverTests {
         #expect(table.unregister(first))
         #expect(!table.unregister(first))
         #expect(table.receiver(first) == nil)
-        #expect(table.register(RecordingReceiver()) == first)
+        // A late report for the unregistered receiver must not reach a new one: the new one gets a fresh route.
+        let third = try #require(table.register(RecordingReceiver()))
+        #expect(third != first && third != second)
+        #expect(table.count == 2)
     }
 
     @Test("two receivers and closures share a producer through a full queue: each gets exactly its own reports, all in before flush returns")

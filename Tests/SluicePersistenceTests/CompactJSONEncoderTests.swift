@@ -87,6 +87,26 @@ private final class Derived: Base, Equatable {
     }
 }
 
+/// Asks twice for the nested containers of one key, and encodes through a super encoder's single-value container
+/// (whose encoder nobody keeps): `JSONEncoder` merges the first and writes the value.
+private struct ReusedContainers: Encodable {
+    private enum CodingKeys: String, CodingKey { case meta, list, scalar }
+    private enum MetaKeys: String, CodingKey { case x, y }
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        var first = container.nestedContainer(keyedBy: MetaKeys.self, forKey: .meta)
+        try first.encode(1, forKey: .x)
+        var second = container.nestedContainer(keyedBy: MetaKeys.self, forKey: .meta)
+        try second.encode(2, forKey: .y)
+        var firstList = container.nestedUnkeyedContainer(forKey: .list)
+        try firstList.encode(1)
+        var secondList = container.nestedUnkeyedContainer(forKey: .list)
+        try secondList.encode(2)
+        var scalar = container.superEncoder(forKey: .scalar).singleValueContainer()
+        try scalar.encode(Int128.max)
+    }
+}
+
 /// Writes the same key twice: the later value must win, as in `JSONEncoder`.
 private struct Overwriting: Encodable {
     private enum CodingKeys: String, CodingKey { case value }
@@ -158,6 +178,15 @@ struct CompactJSONEncoderTests {
         let bytes = try encoder.encode(value)
         #expect(try JSONDecoder().decode(Derived.self, from: Data(bytes)) == value)
         #expect(try canonical(Data(bytes)) == foundationJSON(value))
+    }
+
+    @Test func nestedContainersAskedForTwiceAreOneAndSuperEncodersNeedNoOwner() throws {
+        let bytes = try encoder.encode(ReusedContainers())
+        #expect(
+            String(decoding: bytes, as: UTF8.self)
+                == #"{"list":[1,2],"meta":{"x":1,"y":2},"scalar":170141183460469231731687303715884105727}"#)
+        #expect(try canonical(Data(bytes)) == foundationJSON(ReusedContainers()))
+        #expect(String(decoding: try encoder.encode([UInt128.max]), as: UTF8.self) == "[\(UInt128.max)]")
     }
 
     @Test func keysAreSortedAndALaterValueForAKeyWins() throws {

@@ -32,6 +32,7 @@ public struct KafkaDelivery: Sendable {
     /// Where the message was stored, or why it was not delivered.
     public var result: Result<KafkaDeliveryReport, KafkaError>
 
+    /// Creates an outcome (the producer makes them; tests of receivers may too).
     public init(tag: UInt64, result: Result<KafkaDeliveryReport, KafkaError>) {
         self.tag = tag
         self.result = result
@@ -42,8 +43,9 @@ public struct KafkaDelivery: Sendable {
 public struct KafkaDeliveryRoute: Hashable, Sendable {
     /// The receiver's place in its producer's route table (never 0: route 0 is the closures' table).
     let index: UInt64
-    /// The producer the route belongs to, so that a route of another producer is refused.
-    let producerID: ObjectIdentifier
+    /// The producer the route belongs to, so that a route of another producer is refused (a random number per
+    /// producer: an object's address can be reused by the next producer).
+    let producerID: UInt64
 }
 
 /// The registered receivers of one producer, by route index, and how a message's librdkafka opaque encodes its
@@ -60,6 +62,9 @@ final class DeliveryRouteTable: Sendable {
 
     private struct State {
         var receivers: [(any KafkaDeliveryReceiver)?] = [nil]
+        /// Unregistered routes, oldest first. A route is reused only when no fresh one is left, and then the one
+        /// freed longest ago, so that a report still in flight for a receiver unregistered too early (which the
+        /// documentation forbids) is dropped rather than given to its successor.
         var freeIndexes: [Int] = []
     }
     private let state = Mutex(State())
@@ -71,13 +76,14 @@ final class DeliveryRouteTable: Sendable {
     /// Adds `receiver`; `nil` when 65,535 receivers are registered already.
     func register(_ receiver: any KafkaDeliveryReceiver) -> UInt64? {
         state.withLock { state in
-            if let index = state.freeIndexes.popLast() {
-                state.receivers[index] = receiver
-                return UInt64(index)
+            if state.receivers.count < Self.maxRoutes {
+                state.receivers.append(receiver)
+                return UInt64(state.receivers.count - 1)
             }
-            guard state.receivers.count < Self.maxRoutes else { return nil }
-            state.receivers.append(receiver)
-            return UInt64(state.receivers.count - 1)
+            guard !state.freeIndexes.isEmpty else { return nil }
+            let index = state.freeIndexes.removeFirst()  // rare: only once 65,535 routes were handed out
+            state.receivers[index] = receiver
+            return UInt64(index)
         }
     }
 

@@ -13,7 +13,7 @@ import Synchronization
 ///   registered ``KafkaDeliveryReceiver`` together with the rest of its delivery batch: the cheapest, for
 ///   pipelines that produce at full speed (no allocation or reference counting per message).
 ///
-/// Both await room (they never drop or spin) when librdkafka's local queue is full.
+/// All of them await room (they never drop or spin) when librdkafka's local queue is full.
 ///
 /// ```swift
 /// let producer = try KafkaProducer(configuration: .init(bootstrapServers: ["127.0.0.1:9092"]))
@@ -32,6 +32,8 @@ public final class KafkaProducer: Sendable {
     private let deliveryHandlers: DeliveryHandlerTable
     /// The registered delivery receivers, by route.
     private let deliveryRoutes = DeliveryRouteTable()
+    /// Identifies this producer in its routes (``KafkaDeliveryRoute``).
+    private let routeOwnerID = UInt64.random(in: 0...UInt64.max)
     private let logger: Logger
     /// The configuration this producer was created with.
     public let configuration: KafkaProducerConfiguration
@@ -61,7 +63,8 @@ public final class KafkaProducer: Sendable {
                 }
             })
         self.client = try RDKafkaClient(
-            kind: .producer, properties: configuration.librdkafkaProperties(), context: context)
+            kind: .producer, properties: configuration.librdkafkaProperties(), context: context,
+            servesDeliveryReportEvents: true)
         let client = self.client
         let pollThread = self.pollThread
         let deliveryRoutes = self.deliveryRoutes
@@ -97,7 +100,8 @@ public final class KafkaProducer: Sendable {
         shared.wakeRoomWaiters()
     }
 
-    /// Waits up to `timeoutMilliseconds` for one event and serves it; returns whether it reported deliveries.
+    /// Waits up to `timeoutMilliseconds` for one event and serves it; returns whether senders waiting for room
+    /// should look again (deliveries freed room, or an error may have made the producer unusable).
     private static func serveEvent(
         _ queue: OpaquePointer?, timeoutMilliseconds: Int32, client: RDKafkaClient,
         dispatcher: inout DeliveryReportDispatcher
@@ -110,8 +114,12 @@ public final class KafkaProducer: Sendable {
             return true
         case RD_KAFKA_EVENT_ERROR:
             client.context.reportErrorEvent(event)
-            return false
-        default:
+            return true
+        case let type:
+            // OAUTHBEARER token refreshes are served on librdkafka's background thread (see RDKafkaClient); other
+            // event types are not enabled on producers.
+            client.context.logger.debug(
+                "producer: ignored a librdkafka event of type \(type) (\(rd_kafka_event_name(event).map { String(cString: $0) } ?? "?"))")
             return false
         }
     }
@@ -147,6 +155,8 @@ public final class KafkaProducer: Sendable {
     ///
     /// Awaits room when the local queue is full.
     /// - Parameter tag: any value below 2^48, typically an index into the caller's table of messages in flight.
+    /// - Important: `route` must still be registered; the report of a message sent with an unregistered route is
+    ///   logged and dropped.
     /// - Throws: ``KafkaError`` if the message cannot be accepted at all (closed producer, unknown partition,
     ///   message too large, a route of another producer, a tag of 2^48 or more); nothing is reported then.
     @inlinable
@@ -183,12 +193,15 @@ public final class KafkaProducer: Sendable {
         guard let index = deliveryRoutes.register(receiver) else {
             throw KafkaError(code: .produce, message: "65,535 delivery receivers are registered: unregister those no longer used")
         }
-        return KafkaDeliveryRoute(index: index, producerID: ObjectIdentifier(self))
+        return KafkaDeliveryRoute(index: index, producerID: routeOwnerID)
     }
 
     /// Removes a receiver registered with ``register(_:)``.
+    ///
+    /// Call it only once every message sent with the route was reported: reports that arrive later find no
+    /// receiver and are logged and dropped.
     public func unregister(_ route: KafkaDeliveryRoute) {
-        guard route.producerID == ObjectIdentifier(self) else { return }
+        guard route.producerID == routeOwnerID else { return }
         _ = deliveryRoutes.unregister(route.index)
     }
 
@@ -217,7 +230,7 @@ public final class KafkaProducer: Sendable {
     ) throws(KafkaError) -> UInt64? {
         let generation = shared.roomGeneration.load(ordering: .acquiring)
         try shared.checkUsable(message.topic)
-        guard route.producerID == ObjectIdentifier(self) else {
+        guard route.producerID == routeOwnerID else {
             throw KafkaError(code: .produce, message: "the delivery route was registered with another producer")
         }
         guard tag <= DeliveryRouteTable.maxTag else {

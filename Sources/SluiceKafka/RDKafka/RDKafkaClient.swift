@@ -26,10 +26,15 @@ final class RDKafkaClient: @unchecked Sendable {
     private let lastTopic = Atomic<UInt>(0)
 
     /// Creates a client; fails with librdkafka's message when a property is unknown or invalid.
-    init(kind: Kind, properties: [(String, String)], context: RDKafkaClientContext) throws {
+    /// - Parameter servesDeliveryReportEvents: a producer whose poll loop serves delivery reports and errors as
+    ///   events from the main queue (``KafkaProducer``); other clients get callbacks from `rd_kafka_poll`.
+    init(
+        kind: Kind, properties: [(String, String)], context: RDKafkaClientContext,
+        servesDeliveryReportEvents: Bool = false
+    ) throws {
         try KafkaLibrary.requireSupportedVersion()
         let conf = try RDKafkaConfig.make(properties)
-        context.install(on: conf, deliveryReportEvents: kind == .producer)
+        context.install(on: conf, deliveryReportEvents: servesDeliveryReportEvents)
         var errorBuffer = [CChar](repeating: 0, count: 512)
         guard
             let handle = rd_kafka_new(
@@ -42,6 +47,12 @@ final class RDKafkaClient: @unchecked Sendable {
         self.handle = handle
         self.context = context
         self.bootstrapServers = properties.last { $0.0 == "bootstrap.servers" }?.1 ?? ""
+        if servesDeliveryReportEvents {
+            // A poll loop that serves events does not run librdkafka's OAUTHBEARER token refresh callback (the
+            // refresh would come back as an event): let librdkafka run it on its background thread. Fails, harmlessly,
+            // when SASL OAUTHBEARER is not configured.
+            if let error = rd_kafka_sasl_background_callbacks_enable(handle) { rd_kafka_error_destroy(error) }
+        }
         if kind == .consumer {
             // Route the main queue (errors, logs' events) into the consumer queue: one queue to poll.
             rd_kafka_poll_set_consumer(handle)

@@ -25,6 +25,9 @@ final class WindowDeliveries: KafkaDeliveryReceiver {
     static func make<PassThrough: Sendable>(
         window: ResultWindow<PassThrough>, producer: KafkaProducer
     ) -> (WindowDeliveries, WindowPassThroughs<PassThrough>) {
+        // Only an ordered window keeps the places in flight within one capacity of each other, which is what makes
+        // `sequence % capacity` unique among them.
+        precondition(window.isOrdered, "the producer flow's window must be ordered")
         let passThroughs = WindowPassThroughs<PassThrough>(
             capacity: window.capacity, unregister: { [weak producer] route in producer?.unregister(route) })
         let receiver = WindowDeliveries { deliveries in

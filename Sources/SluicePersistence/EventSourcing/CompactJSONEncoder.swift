@@ -38,6 +38,8 @@ private enum JSONNode {
     case string(String)
     case array(JSONArrayNode)
     case object(JSONObjectNode)
+    /// What a super encoder encodes: its place is taken when the encoder is handed out, its value read when written.
+    case deferred(JSONTreeEncoder)
 
     func write(to output: inout [UInt8]) {
         switch self {
@@ -61,6 +63,8 @@ private enum JSONNode {
                 entry.value.write(to: &output)
             }
             output.append(UInt8(ascii: "}"))
+        case .deferred(let encoder):
+            (encoder.node ?? .object(JSONObjectNode())).write(to: &output)
         }
     }
 
@@ -98,6 +102,11 @@ private final class JSONObjectNode {
 
     func set(_ key: String, _ value: JSONNode) {
         entries.append((key, value))
+    }
+
+    /// The value set last for `key`, if any.
+    func last(_ key: String) -> JSONNode? {
+        entries.last { $0.key == key }?.value
     }
 
     /// Entries in key order, the last value of a key winning (as in `JSONEncoder`, whose objects are dictionaries).
@@ -216,25 +225,6 @@ private struct JSONSuperKey: CodingKey {
     init?(intValue: Int) { return nil }
 }
 
-/// An encoder whose result goes into a container later (super encoders): it stores its node when it is released.
-private final class JSONDeferredEncoder: Encoder {
-    private let inner: JSONTreeEncoder
-    private let store: (JSONNode) -> Void
-
-    init(codingPath: [any CodingKey], store: @escaping (JSONNode) -> Void) {
-        inner = JSONTreeEncoder(codingPath: codingPath)
-        self.store = store
-    }
-
-    deinit { store(inner.node ?? .object(JSONObjectNode())) }
-
-    var codingPath: [any CodingKey] { inner.codingPath }
-    var userInfo: [CodingUserInfoKey: Any] { [:] }
-    func container<Key: CodingKey>(keyedBy type: Key.Type) -> KeyedEncodingContainer<Key> { inner.container(keyedBy: type) }
-    func unkeyedContainer() -> any UnkeyedEncodingContainer { inner.unkeyedContainer() }
-    func singleValueContainer() -> any SingleValueEncodingContainer { inner.singleValueContainer() }
-}
-
 private struct JSONKeyedContainer<Key: CodingKey>: KeyedEncodingContainerProtocol {
     let object: JSONObjectNode
     let codingPath: [any CodingKey]
@@ -260,32 +250,47 @@ private struct JSONKeyedContainer<Key: CodingKey>: KeyedEncodingContainerProtoco
     mutating func encode(_ value: UInt16, forKey key: Key) throws { object.set(key.stringValue, JSONNumber.integer(value)) }
     mutating func encode(_ value: UInt32, forKey key: Key) throws { object.set(key.stringValue, JSONNumber.integer(value)) }
     mutating func encode(_ value: UInt64, forKey key: Key) throws { object.set(key.stringValue, JSONNumber.integer(value)) }
+    mutating func encode(_ value: Int128, forKey key: Key) throws { object.set(key.stringValue, JSONNumber.integer(value)) }
+    mutating func encode(_ value: UInt128, forKey key: Key) throws { object.set(key.stringValue, JSONNumber.integer(value)) }
     mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws {
         object.set(key.stringValue, try JSONTreeEncoder.box(value, codingPath: path(key)))
     }
 
+    /// Asking twice for a nested container under one key gives the same container (as `JSONEncoder` does).
     mutating func nestedContainer<NestedKey: CodingKey>(
         keyedBy keyType: NestedKey.Type, forKey key: Key
     ) -> KeyedEncodingContainer<NestedKey> {
-        let nested = JSONObjectNode()
-        object.set(key.stringValue, .object(nested))
+        let nested: JSONObjectNode
+        if case .object(let existing)? = object.last(key.stringValue) {
+            nested = existing
+        } else {
+            nested = JSONObjectNode()
+            object.set(key.stringValue, .object(nested))
+        }
         return KeyedEncodingContainer(JSONKeyedContainer<NestedKey>(object: nested, codingPath: path(key)))
     }
 
     mutating func nestedUnkeyedContainer(forKey key: Key) -> any UnkeyedEncodingContainer {
-        let nested = JSONArrayNode()
-        object.set(key.stringValue, .array(nested))
+        let nested: JSONArrayNode
+        if case .array(let existing)? = object.last(key.stringValue) {
+            nested = existing
+        } else {
+            nested = JSONArrayNode()
+            object.set(key.stringValue, .array(nested))
+        }
         return JSONUnkeyedContainer(array: nested, codingPath: path(key))
     }
 
     mutating func superEncoder() -> any Encoder {
-        let object = self.object
-        return JSONDeferredEncoder(codingPath: codingPath + [JSONSuperKey()]) { object.set("super", $0) }
+        let encoder = JSONTreeEncoder(codingPath: codingPath + [JSONSuperKey()])
+        object.set("super", .deferred(encoder))
+        return encoder
     }
 
     mutating func superEncoder(forKey key: Key) -> any Encoder {
-        let object = self.object
-        return JSONDeferredEncoder(codingPath: path(key)) { object.set(key.stringValue, $0) }
+        let encoder = JSONTreeEncoder(codingPath: path(key))
+        object.set(key.stringValue, .deferred(encoder))
+        return encoder
     }
 }
 
@@ -315,6 +320,8 @@ private struct JSONUnkeyedContainer: UnkeyedEncodingContainer {
     mutating func encode(_ value: UInt16) throws { array.elements.append(JSONNumber.integer(value)) }
     mutating func encode(_ value: UInt32) throws { array.elements.append(JSONNumber.integer(value)) }
     mutating func encode(_ value: UInt64) throws { array.elements.append(JSONNumber.integer(value)) }
+    mutating func encode(_ value: Int128) throws { array.elements.append(JSONNumber.integer(value)) }
+    mutating func encode(_ value: UInt128) throws { array.elements.append(JSONNumber.integer(value)) }
     mutating func encode<T: Encodable>(_ value: T) throws {
         array.elements.append(try JSONTreeEncoder.box(value, codingPath: nextPath))
     }
@@ -334,12 +341,10 @@ private struct JSONUnkeyedContainer: UnkeyedEncodingContainer {
     }
 
     mutating func superEncoder() -> any Encoder {
-        // The element's place is taken now (later elements go after it); the value is filled in when it is encoded.
-        let path = nextPath
-        let index = array.elements.count
-        array.elements.append(.object(JSONObjectNode()))
-        let array = self.array
-        return JSONDeferredEncoder(codingPath: path) { array.elements[index] = $0 }
+        // The element's place is taken now (later elements go after it); its value is read when it is written.
+        let encoder = JSONTreeEncoder(codingPath: nextPath)
+        array.elements.append(.deferred(encoder))
+        return encoder
     }
 }
 
@@ -364,6 +369,8 @@ private struct JSONSingleValueContainer: SingleValueEncodingContainer {
     mutating func encode(_ value: UInt16) throws { set(JSONNumber.integer(value)) }
     mutating func encode(_ value: UInt32) throws { set(JSONNumber.integer(value)) }
     mutating func encode(_ value: UInt64) throws { set(JSONNumber.integer(value)) }
+    mutating func encode(_ value: Int128) throws { set(JSONNumber.integer(value)) }
+    mutating func encode(_ value: UInt128) throws { set(JSONNumber.integer(value)) }
     mutating func encode<T: Encodable>(_ value: T) throws {
         set(try JSONTreeEncoder.box(value, codingPath: codingPath))
     }
