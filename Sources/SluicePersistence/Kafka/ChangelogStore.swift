@@ -38,7 +38,10 @@ struct ChangelogEntity: Sendable {
     /// Why the entity's offsets record did not decode, if it did not.
     var offsetsCorruption: String?
 
-    mutating func merge(_ offset: InputOffset) {
+    mutating func merge(_ offset: InputOffset) { Self.merge(offset, into: &offsets) }
+
+    /// Raises `offsets`' entry for the offset's input partition to the offset (it never goes down).
+    static func merge(_ offset: InputOffset, into offsets: inout [InputPartition: Int64]) {
         let key = InputPartition(topic: offset.topic, partition: offset.partition)
         offsets[key] = max(offsets[key] ?? Int64.min, offset.offset)
     }

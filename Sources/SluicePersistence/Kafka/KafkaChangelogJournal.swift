@@ -425,17 +425,8 @@ public final class KafkaChangelogJournal: Journal {
         } catch {
             return completion(error)
         }
-        guard !prepared.messages.isEmpty else {
-            // Nothing to write (no events, no input offset): stored as it is.
-            do throws(PersistenceError) {
-                try finish(prepared)
-                completion(nil)
-            } catch {
-                completion(error)
-            }
-            return
-        }
-        let collector = DeliveryCollector(count: prepared.messages.count) { [self] failure in
+        // Once every record is reported (`failure`: the first record that was not stored).
+        let stored: @Sendable (String?) -> Void = { [self] failure in
             do throws(PersistenceError) {
                 if let failure {
                     throw failed(
@@ -448,6 +439,9 @@ public final class KafkaChangelogJournal: Journal {
                 completion(error)
             }
         }
+        // Nothing to write (no events, no input offset): stored as it is.
+        guard !prepared.messages.isEmpty else { return stored(nil) }
+        let collector = DeliveryCollector(count: prepared.messages.count, completion: stored)
         let tag = deliveries.add(collector, records: prepared.messages.count)
         for (index, message) in prepared.messages.enumerated() {
             let accepted: Bool
@@ -507,10 +501,7 @@ public final class KafkaChangelogJournal: Journal {
                 // of them (and a sort) only then.
                 guard append.events.isEmpty || append.snapshot != nil else { return (generation, previous, []) }
                 var after = entity.offsets
-                if let offset = append.inputOffset {
-                    let key = InputPartition(topic: offset.topic, partition: offset.partition)
-                    after[key] = max(after[key] ?? Int64.min, offset.offset)
-                }
+                if let offset = append.inputOffset { ChangelogEntity.merge(offset, into: &after) }
                 return (generation, previous, ChangelogEntity.inputOffsets(after))
             }
         }

@@ -80,17 +80,7 @@ public final class AsyncWindow<Element: Sendable>: Sendable {
     /// Stores the result for a reserved place.
     public func fill(_ sequence: UInt64, with element: Element) {
         let reader = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            if isOrdered {
-                guard sequence >= state.consumed, sequence - state.consumed < UInt64(state.places.count) else {
-                    return nil  // not reserved, or taken already: ignored
-                }
-                state.places[Int(sequence - state.consumed)] = element
-                // The reader waits for the head only: a later place filled first does not make it ready.
-                guard sequence == state.consumed else { return nil }
-            } else {
-                state.completed.append(element)
-            }
-            return state.reader.take()
+            place(element, at: sequence, in: &state) ? state.reader.take() : nil
         }
         reader?.resume()
     }
@@ -99,21 +89,25 @@ public final class AsyncWindow<Element: Sendable>: Sendable {
     public func fill(contentsOf filled: [(sequence: UInt64, element: Element)]) {
         let reader = state.withLock { state -> CheckedContinuation<Void, Never>? in
             var readerReady = false
-            for (sequence, element) in filled {
-                if isOrdered {
-                    guard sequence >= state.consumed, sequence - state.consumed < UInt64(state.places.count) else {
-                        continue  // not reserved, or taken already: ignored
-                    }
-                    state.places[Int(sequence - state.consumed)] = element
-                    if sequence == state.consumed { readerReady = true }
-                } else {
-                    state.completed.append(element)
-                    readerReady = true
-                }
-            }
+            for (sequence, element) in filled where place(element, at: sequence, in: &state) { readerReady = true }
             return readerReady ? state.reader.take() : nil
         }
         reader?.resume()
+    }
+
+    /// Stores a result (under the lock); returns whether it makes a result ready for the reader.
+    @inline(__always)
+    private func place(_ element: Element, at sequence: UInt64, in state: inout State) -> Bool {
+        guard isOrdered else {
+            state.completed.append(element)
+            return true
+        }
+        guard sequence >= state.consumed, sequence - state.consumed < UInt64(state.places.count) else {
+            return false  // not reserved, or taken already: ignored
+        }
+        state.places[Int(sequence - state.consumed)] = element
+        // The reader waits for the head only: a later place filled first does not make it ready.
+        return sequence == state.consumed
     }
 
     /// No more reservations will come: the reader gets the outstanding results, then the end.
