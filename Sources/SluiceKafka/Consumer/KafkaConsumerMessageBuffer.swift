@@ -211,8 +211,11 @@ final class KafkaConsumerMessageBuffer: Sendable {
             guard state.count > 0 else { return nil }
             var taken: [KafkaConsumerMessage] = []
             if state.head == 0, state.batches[0].count <= limit {
-                // The common case: hand the poll thread's whole first batch over without copying it.
+                // The common case: hand the poll thread's whole first batch over, alone, without copying it (a
+                // copy costs a retain of each of a message's buffers, and later a release of the original's).
                 taken = state.batches.removeFirst()
+                drained = takeCountLocked(&state, taken.count)
+                return .messages(taken)
             }
             taken.reserveCapacity(min(limit, state.count))
             while taken.count < limit, !state.batches.isEmpty {

@@ -72,20 +72,21 @@ public enum KafkaCommitter {
                     var ledger = first.ledger
                     run.removeAll(keepingCapacity: true)
                     run.append(first.offset)
-                    note(first.coordinator)
+                    note(ledger.coordinator)
                     for offset in rest {
                         if offset.ledger !== ledger {
                             ledger.acknowledge(contentsOf: run)
                             run.removeAll(keepingCapacity: true)
                             ledger = offset.ledger
-                            note(offset.coordinator)
+                            note(ledger.coordinator)
                         }
                         run.append(offset.offset)
                     }
                     ledger.acknowledge(contentsOf: run)
                 }
-                func note(_ coordinator: KafkaCommitCoordinator) {
-                    guard coordinator !== lastCoordinator || coordinators.isEmpty else { return }
+                func note(_ coordinator: KafkaCommitCoordinator?) {
+                    // No coordinator: its consumer is gone, and nothing can be committed for the offset any more.
+                    guard let coordinator, coordinator !== lastCoordinator || coordinators.isEmpty else { return }
                     lastCoordinator = coordinator
                     coordinators[ObjectIdentifier(coordinator)] = coordinator
                 }

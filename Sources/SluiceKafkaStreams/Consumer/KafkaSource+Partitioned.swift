@@ -44,9 +44,7 @@ extension KafkaSource {
                                     router.route(
                                         CommittableMessage(
                                             message: message,
-                                            committableOffset: CommittableOffset(
-                                                topicPartition: message.topicPartition, offset: message.offset,
-                                                ledger: ledger, coordinator: coordinator)))
+                                            committableOffset: CommittableOffset(offset: message.offset, ledger: ledger)))
                                 case .wokenUp?: continue
                                 case nil: break
                                 }

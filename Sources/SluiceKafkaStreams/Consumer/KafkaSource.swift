@@ -7,9 +7,11 @@ import Synchronization
 /// Kafka consumer sources (modelled on Pekko Connectors Kafka's `Consumer`). Each run creates its own consumer;
 /// the materialized ``KafkaConsumerControl`` stops, drains and shuts it down.
 public enum KafkaSource {
-    /// How many messages a source takes from its consumer at once. Small on purpose: messages a source holds are
-    /// invisible to the consumer's buffer, whose fill level decides when fetching stops and when a stalled
-    /// reader's partitions are paused.
+    /// How many messages a source hands downstream at once (the plain source also takes no more than this from
+    /// its consumer at once). Small on purpose: messages a source holds are invisible to the consumer's buffer,
+    /// whose fill level decides when fetching stops and when a stalled reader's partitions are paused. The
+    /// committable source takes a whole poll batch (the hand-over's unit, moved rather than copied) and admits it
+    /// in chunks of this size; it holds at most that one batch.
     static let sourceBatch = 64
 
     /// Messages as they come, with nothing to commit (offsets are neither stored nor committed by the source).
@@ -67,8 +69,9 @@ public enum KafkaSource {
             // Messages go downstream in chunks: whatever is admitted at once (held messages whose partition may go
             // on again, then the batch read from the consumer), without waiting to fill a chunk.
             let elements = StreamElements<CommittableMessage>.makeChunked {
-                var batch: [KafkaConsumerMessage] = []
-                var index = 0
+                // The rest of the last batch read from the consumer (at most one poll's worth), last message first:
+                // each is moved out with `popLast`, never copied (a copy retains each of the message's buffers).
+                var unadmitted: [KafkaConsumerMessage] = []
                 // The ledger of the last message's partition: consecutive messages of a batch mostly share a
                 // partition, and looking the ledger up costs two locks and a hash of the topic name.
                 var lastLedger: PartitionLedger?
@@ -78,9 +81,7 @@ public enum KafkaSource {
                         while chunk.count < Self.sourceBatch, let ready = state.nextHeld(coordinator: coordinator) {
                             chunk.append(ready)
                         }
-                        while chunk.count < Self.sourceBatch, index < batch.count {
-                            let message = batch[index]
-                            index += 1
+                        while chunk.count < Self.sourceBatch, let message = unadmitted.popLast() {
                             if let admitted = state.admit(message, coordinator: coordinator, cached: &lastLedger) {
                                 chunk.append(admitted)
                             } else {
@@ -91,10 +92,10 @@ public enum KafkaSource {
                             counters.emit(chunk.count)
                             return chunk
                         }
-                        switch try await consumer.readBatch(maxCount: Self.sourceBatch) {
+                        switch try await consumer.readBatch(maxCount: settings.consumer.pollBatchSize) {
                         case .messages(let next)?:
-                            batch = next
-                            index = 0
+                            unadmitted = next
+                            unadmitted.reverse()
                         case .wokenUp?:
                             continue
                         case nil:
@@ -137,7 +138,7 @@ final class CommittableSourceState: Sendable {
     /// ledger that is no longer current answers `.notOwned`, and the message is then admitted against the
     /// coordinator's current ledger, exactly as without the cache.
     func admit(
-        _ message: KafkaConsumerMessage, coordinator: KafkaCommitCoordinator, cached: inout PartitionLedger?
+        _ message: consuming KafkaConsumerMessage, coordinator: KafkaCommitCoordinator, cached: inout PartitionLedger?
     ) -> CommittableMessage? {
         let partition = message.topicPartition
         if let ledger = cached, ledger.topicPartition == partition {
@@ -178,8 +179,7 @@ final class CommittableSourceState: Sendable {
             return (
                 CommittableMessage(
                     message: message,
-                    committableOffset: CommittableOffset(
-                        topicPartition: partition, offset: message.offset, ledger: ledger, coordinator: coordinator)),
+                    committableOffset: CommittableOffset(offset: message.offset, ledger: ledger)),
                 ()
             )
         case .hold(let pause):
@@ -227,9 +227,7 @@ final class CommittableSourceState: Sendable {
             case .emit(let message, let ledger):
                 return CommittableMessage(
                     message: message,
-                    committableOffset: CommittableOffset(
-                        topicPartition: ledger.topicPartition, offset: message.offset, ledger: ledger,
-                        coordinator: coordinator))
+                    committableOffset: CommittableOffset(offset: message.offset, ledger: ledger))
             case .resume(let partition):
                 if let consumer = consumerBox.get() {
                     do { try consumer.resume([partition]) } catch { logger.warning("cannot resume \(partition): \(error)") }

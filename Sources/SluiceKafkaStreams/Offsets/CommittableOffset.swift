@@ -1,13 +1,22 @@
 public import SluiceKafka
 /// The offset of a message handed out by a committable source: pass it to a committer once the message (and
 /// whatever it caused) is done. Acknowledging it never commits past an earlier message that is not done.
+///
+/// It holds one reference (its partition's ledger, which knows the partition and its consumer's commit
+/// coordinator): offsets are copied from stage to stage, once per message, and every reference they hold costs an
+/// atomic retain and release per copy.
 public struct CommittableOffset: Sendable, CustomStringConvertible {
-    /// The message's partition.
-    public let topicPartition: KafkaTopicPartition
     /// The message's offset.
     public let offset: Int64
     let ledger: PartitionLedger
-    let coordinator: KafkaCommitCoordinator
+
+    init(offset: Int64, ledger: PartitionLedger) {
+        self.offset = offset
+        self.ledger = ledger
+    }
+
+    /// The message's partition.
+    public var topicPartition: KafkaTopicPartition { ledger.topicPartition }
 
     /// Records this offset as acknowledged without committing yet (a committer commits it with the next batch).
     public func acknowledge() { ledger.acknowledge(offset) }

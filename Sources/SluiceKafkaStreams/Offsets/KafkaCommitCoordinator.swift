@@ -30,13 +30,13 @@ final class KafkaCommitCoordinator: Sendable {
     /// The current ledger of a partition; made on first use when the consumer was assigned partitions manually.
     func ledger(for partition: KafkaTopicPartition) -> PartitionLedger {
         if isAbandoned.withLock({ $0 }) {
-            let ledger = PartitionLedger(partition, maxInFlight: maxInFlightPerPartition, onUnblocked: onUnblocked)
+            let ledger = PartitionLedger(partition, maxInFlight: maxInFlightPerPartition, coordinator: self, onUnblocked: onUnblocked)
             ledger.markRevoked()
             return ledger
         }
         return ledgers.withLock { ledgers in
             if let existing = ledgers[partition] { return existing }
-            let ledger = PartitionLedger(partition, maxInFlight: maxInFlightPerPartition, onUnblocked: onUnblocked)
+            let ledger = PartitionLedger(partition, maxInFlight: maxInFlightPerPartition, coordinator: self, onUnblocked: onUnblocked)
             ledgers[partition] = ledger
             return ledger
         }
@@ -49,7 +49,7 @@ final class KafkaCommitCoordinator: Sendable {
             for partition in partitions {
                 ledgers[partition]?.markRevoked()
                 ledgers[partition] = PartitionLedger(
-                    partition, maxInFlight: maxInFlightPerPartition, onUnblocked: onUnblocked)
+                    partition, maxInFlight: maxInFlightPerPartition, coordinator: self, onUnblocked: onUnblocked)
             }
         }
     }

@@ -26,14 +26,21 @@ final class PartitionLedger: Sendable {
     }
 
     let topicPartition: KafkaTopicPartition
+    /// The commit coordinator of the consumer this ledger belongs to (the committer commits through it). Weak: the
+    /// coordinator holds its ledgers; `nil` once the coordinator is gone, when nothing can be committed anyway.
+    weak let coordinator: KafkaCommitCoordinator?
     /// At most this many offsets in flight (handed out, not acknowledged) before the source holds the partition.
     let maxInFlight: Int
     private let state = Mutex(State())
     /// Called (outside the lock) when a blocked partition's in-flight count fell to half of ``maxInFlight``.
     private let onUnblocked: @Sendable (KafkaTopicPartition) -> Void
 
-    init(_ topicPartition: KafkaTopicPartition, maxInFlight: Int, onUnblocked: @escaping @Sendable (KafkaTopicPartition) -> Void) {
+    init(
+        _ topicPartition: KafkaTopicPartition, maxInFlight: Int, coordinator: KafkaCommitCoordinator? = nil,
+        onUnblocked: @escaping @Sendable (KafkaTopicPartition) -> Void
+    ) {
         self.topicPartition = topicPartition
+        self.coordinator = coordinator
         self.maxInFlight = max(maxInFlight, 1)
         self.onUnblocked = onUnblocked
     }
