@@ -67,6 +67,52 @@ struct MessageBufferTests {
         #expect(try await buffer.nextMessage() == nil)
     }
 
+    @Test("a waiting batch reader gets the next batch whole when it fits, else its limit with the rest kept")
+    func waitingBatchReader() async throws {
+        let buffer = KafkaConsumerMessageBuffer(capacity: 100) {}
+        func offsets(_ read: KafkaConsumerMessageBuffer.BatchRead?) -> [Int64]? {
+            guard case .messages(let batch)? = read else { return nil }
+            return batch.map(\.offset)
+        }
+        // Whether the append comes before or after the reader waits, the outcome is the same.
+        async let whole = buffer.readBatch(wakeable: false, limit: 4)
+        _ = buffer.append(messages(0, 0..<3))
+        #expect(try await offsets(whole) == [0, 1, 2])
+        #expect(buffer.count == 0)
+        #expect(buffer.takenCount == 3)
+
+        async let limited = buffer.readBatch(wakeable: false, limit: 2)
+        _ = buffer.append(messages(0, 3..<8))
+        #expect(try await offsets(limited) == [3, 4])
+        #expect(buffer.count == 3)
+        #expect(try await offsets(buffer.readBatch(wakeable: false, limit: 10)) == [5, 6, 7])
+        #expect(buffer.takenCount == 8)
+    }
+
+    @Test("a wake-up ends a wakeable batch read, but not one that is not wakeable")
+    func batchReaderWakeUps() async throws {
+        let buffer = KafkaConsumerMessageBuffer(capacity: 100) {}
+        let wakeable = Task { try await buffer.readBatch(wakeable: true, limit: 10) }
+        buffer.wakeUpReader()  // wakes the waiting read, or is pending for it if it is not waiting yet
+        guard case .wokenUp? = try await wakeable.value else {
+            Issue.record("a wakeable batch read was not woken up")
+            return
+        }
+        // Not wakeable: the wake-up stays pending (for the next wakeable read); the read waits for messages.
+        async let plain = buffer.readBatch(wakeable: false, limit: 10)
+        buffer.wakeUpReader()
+        _ = buffer.append(messages(0, 0..<2))
+        guard case .messages(let batch)? = try await plain else {
+            Issue.record("a batch read that is not wakeable ended without messages")
+            return
+        }
+        #expect(batch.map(\.offset) == [0, 1])
+        guard case .wokenUp? = try await buffer.readBatch(wakeable: true, limit: 10) else {
+            Issue.record("the pending wake-up was lost")
+            return
+        }
+    }
+
     @Test("a failure is thrown to the reader after the buffered messages")
     func failure() async throws {
         let buffer = KafkaConsumerMessageBuffer(capacity: 100) {}

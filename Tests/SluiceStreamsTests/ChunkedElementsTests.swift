@@ -140,10 +140,17 @@ struct AsyncWindowChunkTests {
         #expect(slots == 0..<5)
         let waiting = Task { try await window.nextChunk(maxCount: 10) }
         // Places 3 and 1 plus one never reserved: the head is still empty, so nothing is ready yet.
-        window.fill(contentsOf: [(sequence: 3, element: 3), (sequence: 1, element: 1), (sequence: 99, element: 99)])
-        window.fill(contentsOf: [(sequence: 2, element: 2), (sequence: 0, element: 0)])
+        window.fill { place in
+            place(3, 3)
+            place(1, 1)
+            place(99, 99)
+        }
+        window.fill { place in
+            place(2, 2)
+            place(0, 0)
+        }
         #expect(try await waiting.value == [0, 1, 2, 3])
-        window.fill(contentsOf: [(sequence: 4, element: 4)])
+        window.fill { place in place(4, 4) }
         window.finish()
         #expect(try await window.nextChunk(maxCount: 10) == [4])
         #expect(try await window.nextChunk(maxCount: 10) == nil)

@@ -20,12 +20,17 @@ final class KafkaConsumerMessageBuffer: Sendable {
     }
 
     private enum Waiter {
+        /// A ``read(wakeable:)``.
         case message(CheckedContinuation<Read?, any Error>)
+        /// A ``readBatch(wakeable:limit:)``: it gets the poll thread's next batch whole when that fits `limit`.
+        case batch(CheckedContinuation<BatchRead?, any Error>, limit: Int, wakeable: Bool)
 
         func finish(_ completion: Completion) {
             switch (self, completion) {
             case (.message(let continuation), .finished): continuation.resume(returning: nil)
             case (.message(let continuation), .failed(let error)): continuation.resume(throwing: error)
+            case (.batch(let continuation, _, _), .finished): continuation.resume(returning: nil)
+            case (.batch(let continuation, _, _), .failed(let error)): continuation.resume(throwing: error)
             }
         }
     }
@@ -72,9 +77,14 @@ final class KafkaConsumerMessageBuffer: Sendable {
     /// thread should pause fetching.
     func append(_ batch: [KafkaConsumerMessage]) -> Bool {
         guard !batch.isEmpty else { return state.withLock { $0.count >= capacity } }
-        enum Handoff { case none, message(CheckedContinuation<Read?, any Error>, KafkaConsumerMessage) }
+        enum Handoff {
+            case none
+            case message(CheckedContinuation<Read?, any Error>, KafkaConsumerMessage)
+            case batch(CheckedContinuation<BatchRead?, any Error>, [KafkaConsumerMessage])
+        }
         let (handoff, isFull): (Handoff, Bool) = state.withLock { state in
             guard state.completion == nil else { return (.none, false) }
+            // A waiting reader means the buffer is empty: the batch goes to it directly.
             switch state.waiter.take() {
             case .message(let continuation)?:
                 if batch.count > 1 {
@@ -82,7 +92,19 @@ final class KafkaConsumerMessageBuffer: Sendable {
                     state.head = 1
                     state.count = batch.count - 1
                 }
+                state.taken &+= 1
                 return (.message(continuation, batch[0]), state.count >= capacity)
+            case .batch(let continuation, let limit, _)?:
+                guard batch.count > limit else {
+                    state.taken &+= batch.count
+                    return (.batch(continuation, batch), false)  // whole, not copied
+                }
+                state.batches.append(batch)
+                state.count = batch.count
+                var drained = false
+                let taken = takeUpToLocked(limit, &state, drained: &drained)
+                guard case .messages(let messages) = taken else { preconditionFailure("a non-empty buffer yields messages") }
+                return (.batch(continuation, messages), state.count >= capacity)
             case nil:
                 state.batches.append(batch)
                 state.count += batch.count
@@ -92,6 +114,7 @@ final class KafkaConsumerMessageBuffer: Sendable {
         switch handoff {
         case .none: break
         case .message(let continuation, let message): continuation.resume(returning: .message(message))
+        case .batch(let continuation, let messages): continuation.resume(returning: .messages(messages))
         }
         return isFull
     }
@@ -191,13 +214,31 @@ final class KafkaConsumerMessageBuffer: Sendable {
     /// Takes up to `limit` messages at once, waiting for at least one (or for ``wakeUpReader()`` when `wakeable`);
     /// `nil` at the end of the stream or when the task is cancelled.
     func readBatch(wakeable: Bool, limit: Int) async throws -> BatchRead? {
+        let limit = max(limit, 1)
         if let immediate = takeUpTo(limit, wakeable: wakeable) { return immediate }
-        switch try await read(wakeable: wakeable) {
-        case .message(let first)?:
-            guard limit > 1, case .messages(let more)? = takeUpTo(limit - 1, wakeable: false) else { return .messages([first]) }
-            return .messages([first] + more)
-        case .wokenUp?: return .wokenUp
-        case nil: return nil
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<BatchRead?, any Error>) in
+                var drained = false
+                let result: Result<BatchRead?, any Error>? = state.withLock { state in
+                    if wakeable && state.isWakeUpPending {
+                        state.isWakeUpPending = false
+                        return .success(.wokenUp)
+                    }
+                    if state.count > 0 { return .success(takeUpToLocked(limit, &state, drained: &drained)) }
+                    do {
+                        if try endLocked(state) != nil { return .success(nil) }
+                    } catch { return .failure(error) }
+                    if Task.isCancelled { return .success(nil) }
+                    precondition(state.waiter == nil, "KafkaConsumer messages must be read from one task at a time")
+                    // Waiting for the poll thread's next batch, which comes here whole when it fits `limit`.
+                    state.waiter = .batch(continuation, limit: limit, wakeable: wakeable)
+                    return nil
+                }
+                if drained { onDrained() }
+                if let result { continuation.resume(with: result) }
+            }
+        } onCancel: {
+            cancelWaiter()
         }
     }
 
@@ -209,44 +250,54 @@ final class KafkaConsumerMessageBuffer: Sendable {
                 return .wokenUp
             }
             guard state.count > 0 else { return nil }
-            var taken: [KafkaConsumerMessage] = []
-            if state.head == 0, state.batches[0].count <= limit {
-                // The common case: hand the poll thread's whole first batch over, alone, without copying it (a
-                // copy costs a retain of each of a message's buffers, and later a release of the original's).
-                taken = state.batches.removeFirst()
-                drained = takeCountLocked(&state, taken.count)
-                return .messages(taken)
-            }
-            taken.reserveCapacity(min(limit, state.count))
-            while taken.count < limit, !state.batches.isEmpty {
-                let batch = state.batches[0]
-                let available = batch.count - state.head
-                let wanted = min(available, limit - taken.count)
-                taken.append(contentsOf: batch[state.head..<(state.head + wanted)])
-                state.head += wanted
-                if state.head == batch.count {
-                    state.batches.removeFirst()
-                    state.head = 0
-                }
-            }
-            drained = takeCountLocked(&state, taken.count)
-            return .messages(taken)
+            return takeUpToLocked(limit, &state, drained: &drained)
         }
         if drained { onDrained() }
         return result
     }
 
+    /// Takes up to `limit` of the buffered messages (there is at least one).
+    private func takeUpToLocked(_ limit: Int, _ state: inout State, drained: inout Bool) -> BatchRead {
+        if state.head == 0, state.batches[0].count <= limit {
+            // The common case: hand the poll thread's whole first batch over, alone, without copying it (a copy
+            // costs a retain of each of a message's buffers, and later a release of the original's).
+            let taken = state.batches.removeFirst()
+            drained = takeCountLocked(&state, taken.count)
+            return .messages(taken)
+        }
+        var taken: [KafkaConsumerMessage] = []
+        taken.reserveCapacity(min(limit, state.count))
+        while taken.count < limit, !state.batches.isEmpty {
+            let batch = state.batches[0]
+            let available = batch.count - state.head
+            let wanted = min(available, limit - taken.count)
+            taken.append(contentsOf: batch[state.head..<(state.head + wanted)])
+            state.head += wanted
+            if state.head == batch.count {
+                state.batches.removeFirst()
+                state.head = 0
+            }
+        }
+        drained = takeCountLocked(&state, taken.count)
+        return .messages(taken)
+    }
+
     /// Makes a pending (or the next) wakeable read return `.wokenUp`.
     func wakeUpReader() {
-        let waiter: CheckedContinuation<Read?, any Error>? = state.withLock { state in
-            if case .message(let continuation)? = state.waiter {
-                state.waiter = nil
-                return continuation
+        let waiter: Waiter? = state.withLock { state in
+            switch state.waiter {
+            case .message?, .batch(_, _, wakeable: true)?:
+                return state.waiter.take()
+            case .batch(_, _, wakeable: false)?, nil:
+                state.isWakeUpPending = true
+                return nil
             }
-            state.isWakeUpPending = true
-            return nil
         }
-        waiter?.resume(returning: .wokenUp)
+        switch waiter {
+        case .message(let continuation)?: continuation.resume(returning: .wokenUp)
+        case .batch(let continuation, _, _)?: continuation.resume(returning: .wokenUp)
+        case nil: break
+        }
     }
 
     /// Takes every buffered message at once, waiting for at least one; `nil` at the end of the stream or when the

@@ -95,7 +95,8 @@ public enum KafkaSource {
                         switch try await consumer.readBatch(maxCount: settings.consumer.pollBatchSize) {
                         case .messages(let next)?:
                             unadmitted = next
-                            unadmitted.reverse()
+                            // Reversed through the buffer, which swaps by moving (Array's own `reverse` copies).
+                            unadmitted.withUnsafeMutableBufferPointer { $0.reverse() }
                         case .wokenUp?:
                             continue
                         case nil:
@@ -140,28 +141,39 @@ final class CommittableSourceState: Sendable {
     func admit(
         _ message: consuming KafkaConsumerMessage, coordinator: KafkaCommitCoordinator, cached: inout PartitionLedger?
     ) -> CommittableMessage? {
-        let partition = message.topicPartition
-        if let ledger = cached, ledger.topicPartition == partition {
-            if let admitted = admit(message, ledger: ledger, coordinator: coordinator, dropIfNotOwned: false) {
-                return admitted.message
-            }
+        var admission: Admission = .retry
+        if let ledger = cached, ledger.topicPartition.partition == message.partition,
+            ledger.topicPartition.topic == message.topic
+        {
+            admission = admit(message, ledger: ledger, dropIfNotOwned: false)
         }
-        let ledger = coordinator.ledger(for: partition)
-        cached = ledger
-        return admit(message, ledger: ledger, coordinator: coordinator, dropIfNotOwned: true)?.message
+        if case .retry = admission {
+            let ledger = coordinator.ledger(for: message.topicPartition)
+            cached = ledger
+            admission = admit(message, ledger: ledger, dropIfNotOwned: true)
+        }
+        guard case .emit(let ledger) = admission else { return nil }
+        // The message's last use: moved into the committable message, not copied.
+        let offset = message.offset
+        return CommittableMessage(message: message, committableOffset: CommittableOffset(offset: offset, ledger: ledger))
     }
 
-    /// One admission against `ledger`; `nil` when the ledger is not the partition's owner and
-    /// `dropIfNotOwned` is false (the caller retries with the current ledger).
-    private func admit(
-        _ message: KafkaConsumerMessage, ledger: PartitionLedger, coordinator: KafkaCommitCoordinator,
-        dropIfNotOwned: Bool
-    ) -> (message: CommittableMessage?, Void)? {
-        let partition = message.topicPartition
+    private enum Admission {
+        /// Registered in `ledger`: hand the message out.
+        case emit(PartitionLedger)
+        /// Held back or dropped.
+        case taken
+        /// `ledger` is not the partition's owner: try the coordinator's current ledger.
+        case retry
+    }
+
+    /// One admission against `ledger` (`.retry` only when `dropIfNotOwned` is false). The message is copied only
+    /// when it is held back.
+    private func admit(_ message: borrowing KafkaConsumerMessage, ledger: PartitionLedger, dropIfNotOwned: Bool) -> Admission {
         enum Outcome { case emit, hold(pause: Bool), drop, retry }
         let outcome: Outcome = state.withLock { state in
-            if state.heldCount > 0, state.held[partition]?.isEmpty == false {  // no binding: a copy would make the append copy the deque
-                state.held[partition]!.append(message)
+            if state.heldCount > 0, state.held[ledger.topicPartition]?.isEmpty == false {  // no binding: a copy would make the append copy the deque
+                state.held[ledger.topicPartition]!.append(copy message)
                 state.heldCount += 1
                 return .hold(pause: false)
             }
@@ -169,28 +181,24 @@ final class CommittableSourceState: Sendable {
             case .registered: return .emit
             case .notOwned: return dropIfNotOwned ? .drop : .retry
             case .blocked:
-                state.held[partition, default: []].append(message)
+                state.held[ledger.topicPartition, default: []].append(copy message)
                 state.heldCount += 1
                 return .hold(pause: true)
             }
         }
         switch outcome {
         case .emit:
-            return (
-                CommittableMessage(
-                    message: message,
-                    committableOffset: CommittableOffset(offset: message.offset, ledger: ledger)),
-                ()
-            )
+            return .emit(ledger)
         case .hold(let pause):
             if pause, let consumer = consumerBox.get() {
+                let partition = ledger.topicPartition
                 do { try consumer.pause([partition]) } catch { logger.warning("cannot pause \(partition): \(error)") }
             }
-            return (nil, ())
+            return .taken
         case .drop:
-            return (nil, ())
+            return .taken
         case .retry:
-            return nil
+            return .retry
         }
     }
 

@@ -18,7 +18,6 @@ public enum KafkaProducerStages {
         Flow.fromElements { upstream in
             produced(upstream, producer: producer, parallelism: parallelism, onFinish: nil)
         }
-        .map { try $0.get() }
     }
 
     /// Like ``flow(producer:parallelism:)``, but creates a producer from `configuration` for each run and
@@ -34,7 +33,6 @@ public enum KafkaProducerStages {
             }
             return (elements, ())
         }
-        .map { try $0.get() }
     }
 
     /// Produces every message with `producer`; completes when the stream has ended and every message is delivered.
@@ -47,12 +45,16 @@ public enum KafkaProducerStages {
             .toMat(Sink.ignore(), Keep.right)
     }
 
-    /// Each envelope's delivery outcome, in envelope order. The flows unwrap the outcomes with a fused `map`, so a
-    /// failed delivery fails the stream after the results before it.
+    /// Each envelope's delivery result, in envelope order; a failed delivery fails the stream after the results
+    /// before it.
+    ///
+    /// Envelopes and results are moved from stage to window to chunk, never copied: a copy retains every reference
+    /// an element holds (message buffers, topic names, the pass-through's own), and dropping the original releases
+    /// them again, per message.
     static func produced<PassThrough: Sendable>(
         _ upstream: StreamElements<ProducerEnvelope<PassThrough>>, producer: KafkaProducer, parallelism: Int,
         onFinish: (@Sendable () async throws -> Void)?
-    ) -> StreamElements<Result<ProducerResult<PassThrough>, KafkaError>> {
+    ) -> StreamElements<ProducerResult<PassThrough>> {
         .makeChunked {
             let window = ResultWindow<PassThrough>(capacity: parallelism, ordered: true)
             let (receiver, passThroughs) = WindowDeliveries.make(window: window, producer: producer)
@@ -63,22 +65,41 @@ public enum KafkaProducerStages {
                 // Envelopes come in chunks, and take their places in the window a chunk at a time: one lock and at
                 // most one suspension per chunk, not per message.
                 var envelopes = upstream.makeAsyncIterator()
-                while let chunk = try await envelopes.nextChunk() {
-                    var next = 0
-                    while next < chunk.count {
-                        guard let slots = await window.reserve(upTo: chunk.count - next) else { return }
+                while var chunk = try await envelopes.nextChunk() {
+                    chunk.withUnsafeMutableBufferPointer { $0.reverse() }  // popLast moves; the buffer swaps by moving
+                    while !chunk.isEmpty {
+                        guard let slots = await window.reserve(upTo: chunk.count) else { return }
                         for slot in slots {
                             try await produce(
-                                chunk[next], slot: slot, producer: producer, window: window, route: route,
+                                chunk.removeLast(), slot: slot, producer: producer, window: window, route: route,
                                 passThroughs: passThroughs)
-                            next += 1
                         }
                     }
                 }
                 try await onFinish?()
             }
-            // The outcomes that are ready go downstream together, in order.
-            return { try await pump.nextChunk(maxCount: min(parallelism, windowChunkSize)) }
+            // The outcomes that are ready go downstream together, in order, unwrapped up to the first failure.
+            var pendingFailure: KafkaError?
+            return {
+                if let failure = pendingFailure { throw failure }
+                guard var outcomes = try await pump.nextChunk(maxCount: min(parallelism, windowChunkSize)) else {
+                    return nil
+                }
+                outcomes.withUnsafeMutableBufferPointer { $0.reverse() }
+                var results: [ProducerResult<PassThrough>] = []
+                results.reserveCapacity(outcomes.count)
+                while let outcome = outcomes.popLast() {
+                    switch consume outcome {
+                    case .success(let result):
+                        results.append(result)
+                    case .failure(let error):
+                        guard !results.isEmpty else { throw error }
+                        pendingFailure = error
+                        return results
+                    }
+                }
+                return results
+            }
         }
     }
 }
@@ -88,10 +109,10 @@ extension KafkaProducerStages {
     /// message's through `passThroughs`' receiver, a batch at a time).
     @inline(__always)
     static func produce<PassThrough: Sendable>(
-        _ envelope: ProducerEnvelope<PassThrough>, slot: UInt64, producer: KafkaProducer,
+        _ envelope: consuming ProducerEnvelope<PassThrough>, slot: UInt64, producer: KafkaProducer,
         window: ResultWindow<PassThrough>, route: KafkaDeliveryRoute, passThroughs: WindowPassThroughs<PassThrough>
     ) async throws {
-        switch envelope {
+        switch consume envelope {
         case .single(let message, let passThrough):
             passThroughs.expect(slot, passThrough: passThrough)
             do {

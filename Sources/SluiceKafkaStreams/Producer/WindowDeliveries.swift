@@ -31,7 +31,7 @@ final class WindowDeliveries: KafkaDeliveryReceiver {
         let passThroughs = WindowPassThroughs<PassThrough>(
             capacity: window.capacity, unregister: { [weak producer] route in producer?.unregister(route) })
         let receiver = WindowDeliveries { deliveries in
-            window.fill(contentsOf: passThroughs.results(of: deliveries))
+            passThroughs.deliver(deliveries, into: window)
         }
         return (receiver, passThroughs)
     }
@@ -60,9 +60,10 @@ final class WindowPassThroughs<PassThrough: Sendable>: Sendable {
     }
 
     /// Keeps `passThrough` for the message about to be sent for place `slot`.
-    func expect(_ slot: UInt64, passThrough: PassThrough) {
+    func expect(_ slot: UInt64, passThrough: consuming PassThrough) {
+        var value: PassThrough? = passThrough  // moved through the lock's closure, not copied
         state.withLock { state in
-            state.passThroughs[Self.index(slot, state)] = passThrough
+            state.passThroughs[Self.index(slot, state)] = value.take()
             state.inFlight += 1
         }
     }
@@ -85,23 +86,24 @@ final class WindowPassThroughs<PassThrough: Sendable>: Sendable {
         if let done { unregister(done) }
     }
 
-    /// Each report with its pass-through value, for its window place.
-    func results(of deliveries: [KafkaDelivery]) -> [(sequence: UInt64, element: Result<ProducerResult<PassThrough>, KafkaError>)] {
-        var filled: [(sequence: UInt64, element: Result<ProducerResult<PassThrough>, KafkaError>)] = []
-        filled.reserveCapacity(deliveries.count)
-        let done = state.withLock { state in
-            for delivery in deliveries {
-                guard let passThrough = state.passThroughs[Self.index(delivery.tag, state)].take() else { continue }
-                switch delivery.result {
-                case .success(let report): filled.append((delivery.tag, .success(.single(report, passThrough))))
-                case .failure(let error): filled.append((delivery.tag, .failure(error)))
+    /// Fills each report's window place with the report and its pass-through value (moved out of this table), the
+    /// whole batch under one lock of the window.
+    func deliver(_ deliveries: [KafkaDelivery], into window: ResultWindow<PassThrough>) {
+        var done: KafkaDeliveryRoute?
+        window.fill { place in
+            done = state.withLock { state in
+                for delivery in deliveries {
+                    guard let passThrough = state.passThroughs[Self.index(delivery.tag, state)].take() else { continue }
+                    state.inFlight -= 1
+                    switch delivery.result {
+                    case .success(let report): place(delivery.tag, .success(.single(report, passThrough)))
+                    case .failure(let error): place(delivery.tag, .failure(error))
+                    }
                 }
+                return Self.routeIfDone(&state)
             }
-            state.inFlight -= filled.count
-            return Self.routeIfDone(&state)
         }
         if let done { unregister(done) }
-        return filled
     }
 
     @inline(__always)

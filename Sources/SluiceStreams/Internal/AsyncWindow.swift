@@ -86,10 +86,16 @@ public final class AsyncWindow<Element: Sendable>: Sendable {
     }
 
     /// Stores the results of several reserved places under one lock, waking the reader at most once.
-    public func fill(contentsOf filled: [(sequence: UInt64, element: Element)]) {
+    ///
+    /// `produce` runs under the window's lock and calls `place` once per result: a reserved sequence number and its
+    /// result, moved into its place rather than copied (a copy would retain every reference the result holds). It
+    /// must not use the window itself.
+    public func fill(_ produce: (_ place: (_ sequence: UInt64, _ element: consuming Element) -> Void) -> Void) {
         let reader = state.withLock { state -> CheckedContinuation<Void, Never>? in
             var readerReady = false
-            for (sequence, element) in filled where place(element, at: sequence, in: &state) { readerReady = true }
+            produce { sequence, element in
+                if place(element, at: sequence, in: &state) { readerReady = true }
+            }
             return readerReady ? state.reader.take() : nil
         }
         reader?.resume()
@@ -97,7 +103,7 @@ public final class AsyncWindow<Element: Sendable>: Sendable {
 
     /// Stores a result (under the lock); returns whether it makes a result ready for the reader.
     @inline(__always)
-    private func place(_ element: Element, at sequence: UInt64, in state: inout State) -> Bool {
+    private func place(_ element: consuming Element, at sequence: UInt64, in state: inout State) -> Bool {
         guard isOrdered else {
             state.completed.append(element)
             return true
@@ -143,8 +149,13 @@ public final class AsyncWindow<Element: Sendable>: Sendable {
                 if let failure = state.failure { return .failed(failure) }
                 var elements: [Element] = []
                 if isOrdered {
-                    while elements.count < maxCount, let head = state.places.first, let element = head {
-                        state.places.removeFirst()
+                    // Results are moved out of their places (removeFirst), not copied; an empty head place goes
+                    // back.
+                    while elements.count < maxCount, !state.places.isEmpty {
+                        guard let element = state.places.removeFirst() else {
+                            state.places.prepend(nil)
+                            break
+                        }
                         elements.append(element)
                     }
                 } else {

@@ -273,8 +273,9 @@ public final class StreamChannel<Element: Sendable>: Sendable {
         let taken: [Element] = state.withLock { state in
             let count = min(maxCount, state.buffer.count)
             guard count > 0 else { return [] }
-            let taken = Array(state.buffer.prefix(count))
-            state.buffer.removeFirst(count)
+            var taken: [Element] = []
+            taken.reserveCapacity(count)
+            while taken.count < count, let element = state.buffer.popFirst() { taken.append(element) }  // moved, not copied
             while sendersToWake.count < count, let sender = state.senders.popFirst() {
                 sendersToWake.append(sender.continuation)
             }

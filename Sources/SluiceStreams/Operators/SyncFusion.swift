@@ -48,10 +48,13 @@ extension StreamElements {
                 var pendingFailure: (any Error)?
                 return {
                     if let failure = pendingFailure { throw failure }
-                    while let chunk = try await inputs.nextChunk() {
+                    while var chunk = try await inputs.nextChunk() {
                         var outputs: [T] = []
                         outputs.reserveCapacity(chunk.count)
-                        for input in chunk {
+                        // Each input is moved out of the chunk (popLast after reversing), not copied: a copy would
+                        // retain every reference the element holds, and dropping the chunk release it again.
+                        chunk.withUnsafeMutableBufferPointer { $0.reverse() }  // swaps by moving (Array's copies)
+                        while let input = chunk.popLast() {
                             do {
                                 if let output = try transform(input) { outputs.append(output) }
                             } catch {
