@@ -57,10 +57,11 @@ extension Duration {
     }
 }
 
-/// User plus system CPU seconds of the whole process so far (every thread: librdkafka's included).
-func processCPUSeconds() -> Double {
+/// User plus system CPU seconds of the whole process so far (every thread: librdkafka's included), or with
+/// `children`, of its waited-for child processes.
+func processCPUSeconds(children: Bool = false) -> Double {
     var usage = rusage()
-    getrusage(RUSAGE_SELF.rawValue, &usage)
+    getrusage(children ? RUSAGE_CHILDREN.rawValue : RUSAGE_SELF.rawValue, &usage)
     func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
     return seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }

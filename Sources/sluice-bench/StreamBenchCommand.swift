@@ -66,48 +66,65 @@ struct StreamBenchCommand: AsyncParsableCommand {
         let bootstrapServers = servers.split(separator: ",").map(String.init)
         let admin = try KafkaAdminClient(configuration: KafkaClientConfiguration(bootstrapServers: bootstrapServers), logger: Self.logger)
         var results: [String: [Double]] = [:]
+        var cpuPerMessage: [String: [Double]] = [:]
         for round in 1...rounds {
             let runID = "\(round)-\(UInt32.random(in: 0...UInt32.max))"
             let input = "bench-streams-in-\(runID)"
             try await admin.createTopic(KafkaTopicSpecification(name: input, partitions: Int32(partitions)))
             try await produce(bootstrapServers, topic: input)
-            func record(_ name: String, _ value: Double) {
+            /// Runs a workload, recording its rate and the CPU its process (or, for the Python loop, its child
+            /// process) spent per message over the whole workload, consumer set-up and group join included.
+            func record(_ name: String, children: Bool = false, _ workload: () async throws -> Double) async throws {
+                let cpuBefore = processCPUSeconds(children: children)
+                let value = try await workload()
+                let cpu = (processCPUSeconds(children: children) - cpuBefore) / Double(messages) * 1e6
                 results[name, default: []].append(value)
-                progress("round \(round): \(name) \(grouped(value)) msgs/s")
+                cpuPerMessage[name, default: []].append(cpu)
+                progress("round \(round): \(name) \(grouped(value)) msgs/s, \(fixed(cpu, 2)) µs CPU per message")
             }
             let selected = only.map { Set($0.split(separator: ",").map(String.init)) }
             func wanted(_ workload: String) -> Bool { selected?.contains(workload) ?? true }
-            if wanted("c-consume") { record("C consume", try await cConsume(servers, input: input)) }
-            if wanted("plain") { record("plain source → ignore", try await plainSource(bootstrapServers, input: input)) }
+            if wanted("c-consume") { try await record("C consume") { try await cConsume(servers, input: input) } }
+            if wanted("plain") {
+                try await record("plain source → ignore") { try await plainSource(bootstrapServers, input: input) }
+            }
             if wanted("committable") {
-                record("committable source → committer", try await committable(bootstrapServers, input: input))
+                try await record("committable source → committer") { try await committable(bootstrapServers, input: input) }
             }
             for name in ["C bridge", "Sluice bridge", "Python bridge"]
             where wanted("bridges") || wanted(name.lowercased().replacingOccurrences(of: " ", with: "-")) {
                 let output = "bench-streams-out-\(name.split(separator: " ")[0].lowercased())-\(runID)"
                 try await admin.createTopic(KafkaTopicSpecification(name: output, partitions: Int32(partitions)))
                 switch name {
-                case "C bridge": record(name, try await cBridge(servers, input: input, output: output))
-                case "Sluice bridge": record(name, try await sluiceBridge(bootstrapServers, input: input, output: output))
-                default: record(name, try await pythonBridge(servers, input: input, output: output))
+                case "C bridge": try await record(name) { try await cBridge(servers, input: input, output: output) }
+                case "Sluice bridge":
+                    try await record(name) { try await sluiceBridge(bootstrapServers, input: input, output: output) }
+                default:
+                    try await record(name, children: true) { try await pythonBridge(servers, input: input, output: output) }
                 }
             }
         }
         let medians = results.mapValues(median)
+        let cpu = cpuPerMessage.mapValues(median)
         guard only == nil else { return }
         func ratio(_ a: String, _ b: String) -> String { fixed(medians[a]! / medians[b]!, 2) }
+        func row(_ label: String, _ name: String, against: String = "", target: String = "") -> [String] {
+            [label, grouped(medians[name]!), against.isEmpty ? "" : ratio(name, against), against, target, fixed(cpu[name]!, 2)]
+        }
         print(renderTable([
-            ["workload (median of \(rounds))", "msgs/s", "ratio", "against", "target"],
-            ["C consume (raw librdkafka)", grouped(medians["C consume"]!), "", "", ""],
-            ["plain source → ignore", grouped(medians["plain source → ignore"]!), ratio("plain source → ignore", "C consume"), "C consume", ">= 0.8"],
-            ["committable source → committer", grouped(medians["committable source → committer"]!), ratio("committable source → committer", "C consume"), "C consume", ""],
-            ["C at-least-once bridge", grouped(medians["C bridge"]!), "", "", ""],
-            ["Python consume → produce loop", grouped(medians["Python bridge"]!), "", "", ""],
-            ["Sluice at-least-once bridge", grouped(medians["Sluice bridge"]!), ratio("Sluice bridge", "C bridge"), "C bridge", ">= 0.7"],
-            ["", "", ratio("Sluice bridge", "Python bridge"), "Python loop", ">= 5"],
+            ["workload (median of \(rounds))", "msgs/s", "ratio", "against", "target", "CPU µs/msg"],
+            row("C consume (raw librdkafka)", "C consume"),
+            row("plain source → ignore", "plain source → ignore", against: "C consume", target: ">= 0.8"),
+            row("committable source → committer", "committable source → committer", against: "C consume"),
+            row("C at-least-once bridge", "C bridge"),
+            row("Python consume → produce loop", "Python bridge"),
+            row("Sluice at-least-once bridge", "Sluice bridge", against: "C bridge", target: ">= 0.7"),
+            ["", "", ratio("Sluice bridge", "Python bridge"), "Python loop", ">= 5", ""],
         ]))
         print("(\(grouped(Double(messages))) messages of \(size) bytes, \(partitions) partitions, local Tansu broker; "
-            + "msgs/s from the first message to the last one done: received, committed, or delivered and committed)")
+            + "msgs/s from the first message to the last one done: received, committed, or delivered and committed; "
+            + "CPU µs/msg: user+system CPU of the client process over the whole workload, set-up and group join "
+            + "included, per message; the broker's CPU is not in it)")
     }
 
     func produce(_ servers: [String], topic: String) async throws {
