@@ -1,3 +1,4 @@
+import Logging
 import SluiceKafka
 @testable import SluiceKafkaStreams
 import Synchronization
@@ -29,6 +30,45 @@ struct PartitionLedgerBatchTests {
         #expect(unblocks.withLock { $0 } == 0)
         ledger.acknowledge(contentsOf: [1, 2])
         #expect(unblocks.withLock { $0 } == 1)
+    }
+
+    @Test("a run of offsets registers up to the in-flight limit; the offset after it is then blocked alone")
+    func runStopsAtLimit() {
+        let ledger = PartitionLedger(KafkaTopicPartition(topic: "t", partition: 3), maxInFlight: 4) { _ in }
+        #expect(ledger.admit(run: [Int64](0..<3)) == 3)
+        #expect(ledger.admit(run: [Int64](3..<6)) == 1)
+        #expect(ledger.outstanding == 4)
+        #expect(ledger.admit(4) == .blocked)
+        ledger.acknowledge(contentsOf: [0, 1, 2, 3])
+        #expect(ledger.positionToCommit() == 4)
+        #expect(ledger.admit(run: [Int64](4..<6)) == 2)
+        ledger.beginRevoke()
+        #expect(ledger.admit(run: [Int64(6)]) == 0)
+    }
+
+    @Test("a committable source admits a run of a partition's messages at once, and holds the rest back")
+    func sourceAdmitsRuns() {
+        let partition = KafkaTopicPartition(topic: "t", partition: 0)
+        let ledger = PartitionLedger(partition, maxInFlight: 3) { _ in }
+        let state = CommittableSourceState(logger: .init(label: "test"))
+        let other = KafkaConsumerMessage(topic: "t", partition: 1, offset: 0, key: nil, value: nil)
+        let messages = (Int64(0)..<5).map { KafkaConsumerMessage(topic: "t", partition: 0, offset: $0, key: nil, value: [1]) }
+        // The partition's five messages, then the other partition's; reversed, as the source keeps them (the next
+        // message last).
+        var unadmitted = Array((messages + [other]).reversed())
+        var chunk: [CommittableMessage] = []
+        // Up to the in-flight limit of 3; stops before the partition's fourth message.
+        #expect(state.admitRun(from: &unadmitted, into: &chunk, limit: 10, ledger: ledger) == 3)
+        #expect(chunk.map(\.committableOffset.offset) == [0, 1, 2])
+        #expect(unadmitted.last?.offset == 3)
+        ledger.acknowledge(contentsOf: [0, 1])
+        // A limit of 1; then the run ends at the other partition's message.
+        #expect(state.admitRun(from: &unadmitted, into: &chunk, limit: 1, ledger: ledger) == 1)
+        #expect(state.admitRun(from: &unadmitted, into: &chunk, limit: 10, ledger: ledger) == 1)
+        #expect(chunk.map(\.committableOffset.offset) == [0, 1, 2, 3, 4])
+        #expect(unadmitted.map(\.partition) == [1])
+        #expect(state.admitRun(from: &unadmitted, into: &chunk, limit: 10, ledger: ledger) == 0)
+        #expect(ledger.outstanding == 3)
     }
 
     @Test("a revoked ledger ignores chunks")

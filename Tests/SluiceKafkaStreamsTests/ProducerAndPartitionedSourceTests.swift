@@ -107,6 +107,31 @@ struct ProducerAndPartitionedSourceTests {
         }
     }
 
+    @Test("a message refused midway through a chunk fails the stream, and the run's receiver still lets go")
+    func sendFailureMidChunk() async throws {
+        try await withTestTopic(partitions: 1) { topic in
+            var configuration = try await makeTestProducerConfiguration()
+            configuration.client.properties["message.max.bytes"] = "2000"
+            let producer = try KafkaProducer(configuration: configuration)
+            // One chunk: two messages, one over the size limit (refused when sent), two more, and a pass-through.
+            let envelopes: [ProducerEnvelope<Int>] =
+                [0, 1, 2, 3, 4].map { index in
+                    let value = String(repeating: "x", count: index == 2 ? 5000 : 10)
+                    return .single(KafkaProducerMessage(topic: topic, key: "k", value: value), index)
+                } + [.passThrough(5)]
+            let results = try Source(envelopes)
+                .via(KafkaProducerStages.flow(producer: producer))
+                .runWith(Sink.ignore())
+            await #expect(throws: KafkaError.self) { try await results.value() }
+            // Every message the flow meant to send was either reported (the two before the refused one) or forgotten
+            // (the refused one and those after it, expected but never sent): its receiver is gone.
+            try await Eventually.require("the failed run's delivery receiver is unregistered") {
+                producer.registeredDeliveryReceiverCount == 0
+            }
+            try await producer.close()
+        }
+    }
+
     @Test("a delivery failure fails the stream and its offset is not committed")
     func deliveryFailureFailsStream() async throws {
         var configuration = try await makeTestProducerConfiguration()

@@ -346,7 +346,7 @@ public final class KafkaConsumer: Sendable {
         guard let consumerQueue = client.consumerQueue else { return }
         let slots = UnsafeMutablePointer<UnsafeMutablePointer<rd_kafka_message_t>?>.allocate(capacity: batchSize)
         defer { slots.deallocate() }
-        var topicNames: [OpaquePointer: String] = [:]
+        var topicNames = TopicNames()
         var nextPartition = 0
         // librdkafka's queue event callback fires only when a queue goes from empty to non-empty, so a partially
         // drained partition queue never signals: the idle wait is kept short (10 ms; measured with sluice-bench
@@ -668,21 +668,31 @@ private func commitQueueCallback(
     box.completion?(failure.map { .failure($0) } ?? .success(()))
 }
 
+/// The poll thread's topic names by librdkafka topic handle, made once per topic; the last one is at hand without
+/// hashing (a batch's messages mostly share a topic).
+struct TopicNames {
+    private var last: (handle: OpaquePointer, name: String)?
+    private var names: [OpaquePointer: String] = [:]
+
+    mutating func name(of handle: OpaquePointer) -> String {
+        if let last, last.handle == handle { return last.name }
+        let name: String
+        if let known = names[handle] {
+            name = known
+        } else {
+            name = String(cString: rd_kafka_topic_name(handle))
+            names[handle] = name
+        }
+        last = (handle, name)
+        return name
+    }
+}
+
 extension KafkaConsumerMessage {
     /// Copies a librdkafka message (which the caller destroys right after).
-    init(_ pointer: UnsafeMutablePointer<rd_kafka_message_t>, topicNames: inout [OpaquePointer: String]) {
+    init(_ pointer: UnsafeMutablePointer<rd_kafka_message_t>, topicNames: inout TopicNames) {
         let message = pointer.pointee
-        let topic: String
-        if let rkt = message.rkt {
-            if let cached = topicNames[rkt] {
-                topic = cached
-            } else {
-                topic = String(cString: rd_kafka_topic_name(rkt))
-                topicNames[rkt] = topic
-            }
-        } else {
-            topic = ""
-        }
+        let topic = message.rkt.map { topicNames.name(of: $0) } ?? ""
         let key = message.key.map { Array(UnsafeRawBufferPointer(start: $0, count: message.key_len)) }
         let value = message.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: message.len)) }
         var headers: [KafkaHeader] = []

@@ -81,7 +81,15 @@ public enum KafkaSource {
                         while chunk.count < Self.sourceBatch, let ready = state.nextHeld(coordinator: coordinator) {
                             chunk.append(ready)
                         }
-                        while chunk.count < Self.sourceBatch, let message = unadmitted.popLast() {
+                        while chunk.count < Self.sourceBatch, !unadmitted.isEmpty {
+                            // The common case: a run of the last partition's messages, admitted under one lock.
+                            if let ledger = lastLedger,
+                                state.admitRun(
+                                    from: &unadmitted, into: &chunk, limit: Self.sourceBatch - chunk.count, ledger: ledger) > 0
+                            {
+                                continue
+                            }
+                            guard let message = unadmitted.popLast() else { break }
                             if let admitted = state.admit(message, coordinator: coordinator, cached: &lastLedger) {
                                 chunk.append(admitted)
                             } else {
@@ -156,6 +164,42 @@ final class CommittableSourceState: Sendable {
         // The message's last use: moved into the committable message, not copied.
         let offset = message.offset
         return CommittableMessage(message: message, committableOffset: CommittableOffset(offset: offset, ledger: ledger))
+    }
+
+    /// Admits the run of messages at the end of `unadmitted` (the next ones, it is reversed) that belong to
+    /// `ledger`'s partition, at most `limit`, under one lock of this state and one of the ledger, moving them into
+    /// `chunk`. It stops at the first message it cannot simply register (its partition has held messages, is at
+    /// its in-flight limit, or the ledger is no longer current): ``admit(_:coordinator:cached:)`` takes that one
+    /// alone. Returns how many it admitted.
+    func admitRun(
+        from unadmitted: inout [KafkaConsumerMessage], into chunk: inout [CommittableMessage], limit: Int,
+        ledger: PartitionLedger
+    ) -> Int {
+        let partition = ledger.topicPartition
+        let run = unadmitted.withUnsafeBufferPointer { messages in
+            var run = 0
+            var index = messages.count - 1
+            while run < limit, index >= 0, messages[index].partition == partition.partition,
+                messages[index].topic == partition.topic
+            {
+                run += 1
+                index -= 1
+            }
+            return run
+        }
+        guard run > 0 else { return 0 }
+        let registered: Int = state.withLock { state in
+            if state.heldCount > 0, state.held[partition]?.isEmpty == false { return 0 }
+            return unadmitted.withUnsafeBufferPointer { messages in
+                ledger.admit(run: messages[(messages.count - run)...].reversed().lazy.map(\.offset))
+            }
+        }
+        for _ in 0..<registered {
+            let message = unadmitted.removeLast()
+            let offset = message.offset
+            chunk.append(CommittableMessage(message: message, committableOffset: CommittableOffset(offset: offset, ledger: ledger)))
+        }
+        return registered
     }
 
     private enum Admission {

@@ -49,6 +49,8 @@ struct OffsetTracker: Sendable {
 
     /// Binary search: the window is sorted by offset.
     private func indexOf(_ offset: Int64) -> Int? {
+        // Acknowledgements mostly come in order: the oldest registered offset first.
+        if let first = window.first, first.offset == offset { return 0 }
         var low = 0
         var high = window.count - 1
         while low <= high {

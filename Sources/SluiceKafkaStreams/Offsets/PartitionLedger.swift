@@ -71,6 +71,22 @@ final class PartitionLedger: Sendable {
         }
     }
 
+    /// Registers offsets in order, under one lock, until one cannot simply be registered (the partition is at its
+    /// in-flight limit, or no longer owned): ``admit(_:)`` then decides about that one. Returns how many were
+    /// registered.
+    func admit<Offsets: Sequence<Int64>>(run offsets: Offsets) -> Int {
+        state.withLock { state in
+            guard state.phase == .active else { return 0 }
+            var registered = 0
+            for offset in offsets {
+                guard state.tracker.outstanding < maxInFlight else { break }
+                state.tracker.register(offset)
+                registered += 1
+            }
+            return registered
+        }
+    }
+
     /// Records an acknowledgement (from the committer). Ignored once the partition was revoked.
     func acknowledge(_ offset: Int64) {
         acknowledge(contentsOf: CollectionOfOne(offset))

@@ -65,15 +65,27 @@ public enum KafkaProducerStages {
                 // Envelopes come in chunks, and take their places in the window a chunk at a time: one lock and at
                 // most one suspension per chunk, not per message.
                 var envelopes = upstream.makeAsyncIterator()
+                var pending: [(slot: UInt64, send: PendingSend<PassThrough>)] = []
                 while var chunk = try await envelopes.nextChunk() {
                     chunk.withUnsafeMutableBufferPointer { $0.reverse() }  // popLast moves; the buffer swaps by moving
                     while !chunk.isEmpty {
                         guard let slots = await window.reserve(upTo: chunk.count) else { return }
-                        for slot in slots {
-                            try await produce(
-                                chunk.removeLast(), slot: slot, producer: producer, window: window, route: route,
-                                passThroughs: passThroughs)
+                        // The single messages' pass-through values wait for their reports from before the first of
+                        // them is sent, all under one lock; then everything is sent in envelope order.
+                        pending.removeAll(keepingCapacity: true)
+                        passThroughs.expect { expect in
+                            for slot in slots {
+                                switch chunk.removeLast() {
+                                case .single(let message, let passThrough):
+                                    expect(slot, passThrough)
+                                    pending.append((slot, .single(message)))
+                                case let other:
+                                    pending.append((slot, .other(other)))
+                                }
+                            }
                         }
+                        try await send(
+                            &pending, producer: producer, window: window, route: route, passThroughs: passThroughs)
                     }
                 }
                 try await onFinish?()
@@ -105,22 +117,36 @@ public enum KafkaProducerStages {
 }
 
 extension KafkaProducerStages {
-    /// Produces one envelope into its window place; the place is filled when its deliveries are reported (a single
-    /// message's through `passThroughs`' receiver, a batch at a time).
-    @inline(__always)
-    static func produce<PassThrough: Sendable>(
-        _ envelope: consuming ProducerEnvelope<PassThrough>, slot: UInt64, producer: KafkaProducer,
+    /// Sends reserved envelopes in order (single messages' pass-through values are expected already). If a send
+    /// fails, the single messages not sent are forgotten by `passThroughs` before the error is thrown.
+    static func send<PassThrough: Sendable>(
+        _ pending: inout [(slot: UInt64, send: PendingSend<PassThrough>)], producer: KafkaProducer,
         window: ResultWindow<PassThrough>, route: KafkaDeliveryRoute, passThroughs: WindowPassThroughs<PassThrough>
     ) async throws {
-        switch consume envelope {
-        case .single(let message, let passThrough):
-            passThroughs.expect(slot, passThrough: passThrough)
+        pending.withUnsafeMutableBufferPointer { $0.reverse() }  // popLast moves; the buffer swaps by moving
+        while let next = pending.popLast() {
             do {
-                try await producer.send(message, route: route, tag: slot)
+                switch next.send {
+                case .single(let message): try await producer.send(message, route: route, tag: next.slot)
+                case .other(let envelope): try await produce(envelope, slot: next.slot, producer: producer, window: window)
+                }
             } catch {
-                passThroughs.abandon(slot)
+                if case .single = next.send { passThroughs.abandon(next.slot) }
+                for case (let slot, .single) in pending { passThroughs.abandon(slot) }
                 throw error
             }
+        }
+    }
+
+    /// Produces a multi-message or pass-through-only envelope into its window place (a multi-message envelope's
+    /// place is filled when all its deliveries are reported).
+    static func produce<PassThrough: Sendable>(
+        _ envelope: consuming ProducerEnvelope<PassThrough>, slot: UInt64, producer: KafkaProducer,
+        window: ResultWindow<PassThrough>
+    ) async throws {
+        switch consume envelope {
+        case .single:
+            preconditionFailure("single messages are sent by send(_:producer:window:route:passThroughs:)")
         case .multi(let messages, let passThrough):
             let collector = MultiDelivery(count: messages.count) { result in
                 window.fill(slot, with: result.map { .multi($0, passThrough) })
@@ -132,6 +158,13 @@ extension KafkaProducerStages {
             window.fill(slot, with: .success(.passThrough(passThrough)))
         }
     }
+}
+
+/// An envelope whose window place is reserved, about to be sent: a single message (its pass-through value waits in
+/// the flow's ``WindowPassThroughs``), or another envelope.
+enum PendingSend<PassThrough: Sendable> {
+    case single(KafkaProducerMessage)
+    case other(ProducerEnvelope<PassThrough>)
 }
 
 typealias ResultWindow<PassThrough: Sendable> = AsyncWindow<Result<ProducerResult<PassThrough>, KafkaError>>

@@ -59,12 +59,14 @@ final class WindowPassThroughs<PassThrough: Sendable>: Sendable {
         state.withLock { $0.route = route }
     }
 
-    /// Keeps `passThrough` for the message about to be sent for place `slot`.
-    func expect(_ slot: UInt64, passThrough: consuming PassThrough) {
-        var value: PassThrough? = passThrough  // moved through the lock's closure, not copied
+    /// Keeps pass-through values for messages about to be sent, under one lock: `body` calls `expect` with each
+    /// message's window place and its value (moved in, not copied).
+    func expect(_ body: (_ expect: (_ slot: UInt64, _ passThrough: consuming PassThrough) -> Void) -> Void) {
         state.withLock { state in
-            state.passThroughs[Self.index(slot, state)] = value.take()
-            state.inFlight += 1
+            body { slot, passThrough in
+                state.passThroughs[Self.index(slot, state)] = passThrough
+                state.inFlight += 1
+            }
         }
     }
 
