@@ -43,7 +43,12 @@ struct ChangelogEntity: Sendable {
     /// Raises `offsets`' entry for the offset's input partition to the offset (it never goes down).
     static func merge(_ offset: InputOffset, into offsets: inout [InputPartition: Int64]) {
         let key = InputPartition(topic: offset.topic, partition: offset.partition)
-        offsets[key] = max(offsets[key] ?? Int64.min, offset.offset)
+        // One lookup (a hash of the topic name) in the common case of a known partition.
+        if let index = offsets.index(forKey: key) {
+            if offsets.values[index] < offset.offset { offsets.values[index] = offset.offset }
+        } else {
+            offsets[key] = offset.offset
+        }
     }
 
     var inputOffsets: [InputOffset] { Self.inputOffsets(offsets) }
