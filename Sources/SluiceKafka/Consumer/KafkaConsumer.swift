@@ -177,7 +177,9 @@ public final class KafkaConsumer: Sendable {
         case wokenUp
     }
 
-    /// Like ``read()``, but takes up to `maxCount` messages at once: the cheap way for a stage to consume.
+    /// Like ``read()``, but takes up to `maxCount` messages at once: the cheap way for a stage to consume. When the
+    /// poll thread's oldest batch fits in `maxCount`, that batch comes alone (handed over whole, not copied), even
+    /// if more messages are buffered behind it.
     public func readBatch(maxCount: Int = 1024) async throws -> ReadBatch? {
         switch try await shared.buffer.readBatch(wakeable: true, limit: max(maxCount, 1)) {
         case .messages(let messages)?: return .messages(messages)

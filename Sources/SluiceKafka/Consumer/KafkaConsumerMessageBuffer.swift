@@ -100,7 +100,7 @@ final class KafkaConsumerMessageBuffer: Sendable {
                     return (.batch(continuation, batch), false)  // whole, not copied
                 }
                 state.batches.append(batch)
-                state.count = batch.count
+                state.count += batch.count
                 var drained = false
                 let taken = takeUpToLocked(limit, &state, drained: &drained)
                 guard case .messages(let messages) = taken else { preconditionFailure("a non-empty buffer yields messages") }
@@ -180,21 +180,33 @@ final class KafkaConsumerMessageBuffer: Sendable {
         }
         if drained { onDrained() }
         if let immediate { return immediate }
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Read?, any Error>) in
+        return try await waitForMessages(
+            wakeable: wakeable, wokenUp: .wokenUp,
+            take: { state, drained in .message(takeMessageLocked(&state, drained: &drained)) },
+            waiter: { .message($0) })
+    }
+
+    /// Waits for the poll thread's next batch (or a wake-up, or the end): `take` takes from the messages once there
+    /// are some, or `waiter` is what the poll thread hands them to. `nil` at the end or when the task is cancelled.
+    private func waitForMessages<Value: Sendable>(
+        wakeable: Bool, wokenUp: Value, take: (inout State, inout Bool) -> Value,
+        waiter: (CheckedContinuation<Value?, any Error>) -> Waiter
+    ) async throws -> Value? {
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Value?, any Error>) in
                 var drained = false
-                let result: Result<Read?, any Error>? = state.withLock { state in
+                let result: Result<Value?, any Error>? = state.withLock { state in
                     if wakeable && state.isWakeUpPending {
                         state.isWakeUpPending = false
-                        return .success(.wokenUp)
+                        return .success(wokenUp)
                     }
-                    if state.count > 0 { return .success(.message(takeMessageLocked(&state, drained: &drained))) }
+                    if state.count > 0 { return .success(take(&state, &drained)) }
                     do {
                         if try endLocked(state) != nil { return .success(nil) }
                     } catch { return .failure(error) }
                     if Task.isCancelled { return .success(nil) }
                     precondition(state.waiter == nil, "KafkaConsumer messages must be read from one task at a time")
-                    state.waiter = .message(continuation)
+                    state.waiter = waiter(continuation)
                     return nil
                 }
                 if drained { onDrained() }
@@ -216,30 +228,11 @@ final class KafkaConsumerMessageBuffer: Sendable {
     func readBatch(wakeable: Bool, limit: Int) async throws -> BatchRead? {
         let limit = max(limit, 1)
         if let immediate = takeUpTo(limit, wakeable: wakeable) { return immediate }
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<BatchRead?, any Error>) in
-                var drained = false
-                let result: Result<BatchRead?, any Error>? = state.withLock { state in
-                    if wakeable && state.isWakeUpPending {
-                        state.isWakeUpPending = false
-                        return .success(.wokenUp)
-                    }
-                    if state.count > 0 { return .success(takeUpToLocked(limit, &state, drained: &drained)) }
-                    do {
-                        if try endLocked(state) != nil { return .success(nil) }
-                    } catch { return .failure(error) }
-                    if Task.isCancelled { return .success(nil) }
-                    precondition(state.waiter == nil, "KafkaConsumer messages must be read from one task at a time")
-                    // Waiting for the poll thread's next batch, which comes here whole when it fits `limit`.
-                    state.waiter = .batch(continuation, limit: limit, wakeable: wakeable)
-                    return nil
-                }
-                if drained { onDrained() }
-                if let result { continuation.resume(with: result) }
-            }
-        } onCancel: {
-            cancelWaiter()
-        }
+        // Waiting for the poll thread's next batch, which comes here whole when it fits `limit`.
+        return try await waitForMessages(
+            wakeable: wakeable, wokenUp: .wokenUp,
+            take: { state, drained in takeUpToLocked(limit, &state, drained: &drained) },
+            waiter: { .batch($0, limit: limit, wakeable: wakeable) })
     }
 
     private func takeUpTo(_ limit: Int, wakeable: Bool) -> BatchRead? {
