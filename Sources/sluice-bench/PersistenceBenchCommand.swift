@@ -37,8 +37,8 @@ struct PersistenceBenchCommand: AsyncParsableCommand {
     @Option(help: "The Kafka changelog producer's linger, in milliseconds.")
     var changelogLinger = 5
 
-    @Option(help: "SQLite operations per transaction (group commit size limit).")
-    var sqliteBatch = 512
+    @Option(help: "SQLite operations per transaction (group commit size limit). Default: the journal's default (SQLiteJournalConfiguration.maxOperationsPerTransaction).")
+    var sqliteBatch: Int?
 
     @Option(help: "How events and snapshots are encoded: json (PersistenceCodec.json, the default for Codable types) or binary (a hand-written codec: one byte per event, eight per snapshot), to tell the encoding's cost from the rest.")
     var codec = "json"
@@ -135,7 +135,7 @@ struct PersistenceBenchCommand: AsyncParsableCommand {
                 case "sqlite":
                     var configuration = SQLiteJournalConfiguration(
                         path: directory.appendingPathComponent("throughput-\(round).db").path)
-                    configuration.maxOperationsPerTransaction = sqliteBatch
+                    if let sqliteBatch { configuration.maxOperationsPerTransaction = sqliteBatch }
                     configuration.durability = sqliteDurability == "normal" ? .normal : .full
                     let sqlite = try await SQLiteJournal(configuration)
                     rate = try await persistent(servers, topic: topic, journal: sqlite).rate

@@ -27,8 +27,14 @@ public struct SQLiteJournalConfiguration: Sendable {
     /// How far an acknowledged append survives. Default: ``SQLiteDurability/full``.
     public var durability: SQLiteDurability = .full
     /// At most this many operations (appends, reads) run in one transaction; more wait for the next one.
-    /// Default: 512.
-    public var maxOperationsPerTransaction: Int = 512
+    /// Default: 4,096.
+    ///
+    /// Larger transactions are cheaper per append: a commit writes every page it changed to the write-ahead log, and
+    /// the more appends share a transaction, the more of them share pages (the input offsets' pages above all).
+    /// With 10,000 entities and 512 appends per transaction, the writer thread spent a third of its time in the
+    /// kernel writing the log. Measured with `sluice-bench persistence --journals sqlite --sqlite-batch N`: 47,000
+    /// events/s with 512, 60,000-74,000 with 2,048 to 16,384.
+    public var maxOperationsPerTransaction: Int = 4096
 
     public init(path: String, durability: SQLiteDurability = .full) {
         self.path = path
