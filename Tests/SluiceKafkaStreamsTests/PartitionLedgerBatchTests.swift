@@ -46,31 +46,6 @@ struct PartitionLedgerBatchTests {
         #expect(ledger.admit(run: [Int64(6)]) == 0)
     }
 
-    @Test("a committable source admits a run of a partition's messages at once, and holds the rest back")
-    func sourceAdmitsRuns() {
-        let partition = KafkaTopicPartition(topic: "t", partition: 0)
-        let ledger = PartitionLedger(partition, maxInFlight: 3) { _ in }
-        let state = CommittableSourceState(logger: .init(label: "test"))
-        let other = KafkaConsumerMessage(topic: "t", partition: 1, offset: 0, key: nil, value: nil)
-        let messages = (Int64(0)..<5).map { KafkaConsumerMessage(topic: "t", partition: 0, offset: $0, key: nil, value: [1]) }
-        // The partition's five messages, then the other partition's; reversed, as the source keeps them (the next
-        // message last).
-        var unadmitted = Array((messages + [other]).reversed())
-        var chunk: [CommittableMessage] = []
-        // Up to the in-flight limit of 3; stops before the partition's fourth message.
-        #expect(state.admitRun(from: &unadmitted, into: &chunk, limit: 10, ledger: ledger) == 3)
-        #expect(chunk.map(\.committableOffset.offset) == [0, 1, 2])
-        #expect(unadmitted.last?.offset == 3)
-        ledger.acknowledge(contentsOf: [0, 1])
-        // A limit of 1; then the run ends at the other partition's message.
-        #expect(state.admitRun(from: &unadmitted, into: &chunk, limit: 1, ledger: ledger) == 1)
-        #expect(state.admitRun(from: &unadmitted, into: &chunk, limit: 10, ledger: ledger) == 1)
-        #expect(chunk.map(\.committableOffset.offset) == [0, 1, 2, 3, 4])
-        #expect(unadmitted.map(\.partition) == [1])
-        #expect(state.admitRun(from: &unadmitted, into: &chunk, limit: 10, ledger: ledger) == 0)
-        #expect(ledger.outstanding == 3)
-    }
-
     @Test("a revoked ledger ignores chunks")
     func revokedIgnores() {
         let ledger = PartitionLedger(KafkaTopicPartition(topic: "t", partition: 2), maxInFlight: 4) { _ in }
@@ -79,5 +54,79 @@ struct PartitionLedgerBatchTests {
         ledger.acknowledge(contentsOf: [0])
         #expect(ledger.outstanding == 1)
         #expect(ledger.positionToCommit() == nil)
+    }
+}
+
+@Suite("Committable source: admitting what was read")
+struct CommittableAdmissionTests {
+    let p0 = KafkaTopicPartition(topic: "t", partition: 0)
+    let p1 = KafkaTopicPartition(topic: "t", partition: 1)
+
+    func messages(_ partition: KafkaTopicPartition, _ offsets: Range<Int64>) -> [KafkaConsumerMessage] {
+        offsets.map { KafkaConsumerMessage(topic: partition.topic, partition: partition.partition, offset: $0, key: nil, value: [1]) }
+    }
+
+    func makeCoordinator(maxInFlight: Int) -> KafkaCommitCoordinator {
+        let coordinator = KafkaCommitCoordinator(maxInFlightPerPartition: maxInFlight, logger: Logger(label: "test")) { _ in }
+        coordinator.assigned([p0, p1])
+        return coordinator
+    }
+
+    /// Admits until nothing is left, returning the steps and the admitted (partition, offset) pairs.
+    func admitAll(
+        _ state: CommittableSourceState, _ coordinator: KafkaCommitCoordinator, limit: Int = 10
+    ) -> (steps: [CommittableSourceState.AdmitStep], admitted: [String]) {
+        var chunk: [CommittableMessage] = []
+        var cached: PartitionLedger?
+        var steps: [CommittableSourceState.AdmitStep] = []
+        while true {
+            let step = state.admitNext(into: &chunk, limit: limit, coordinator: coordinator, cached: &cached)
+            if step == .empty { break }
+            steps.append(step)
+        }
+        return (steps, chunk.map { "\($0.message.partition)@\($0.committableOffset.offset)" })
+    }
+
+    @Test("a run of a partition's messages is admitted at once, up to the in-flight limit; the rest is held back")
+    func runsAndLimits() {
+        let coordinator = makeCoordinator(maxInFlight: 3)
+        let state = CommittableSourceState(logger: Logger(label: "test"))
+        state.setUnadmitted(messages(p0, 0..<5) + messages(p1, 0..<1), readSince: state.forgetCount, coordinator: coordinator)
+        let (steps, admitted) = admitAll(state, coordinator)
+        // Three of p0 (its limit), its last two held back in order, then p1's.
+        #expect(steps == [.admitted(3), .held, .held, .admitted(1)])
+        #expect(admitted == ["0@0", "0@1", "0@2", "1@0"])
+        #expect(state.heldCount == 2)
+    }
+
+    @Test("a revoked partition's messages not yet admitted are dropped, the others' are not")
+    func forgetDropsUnadmitted() {
+        let coordinator = makeCoordinator(maxInFlight: 100)
+        let state = CommittableSourceState(logger: Logger(label: "test"))
+        state.setUnadmitted(messages(p0, 0..<5) + messages(p1, 0..<2), readSince: state.forgetCount, coordinator: coordinator)
+        var chunk: [CommittableMessage] = []
+        var cached: PartitionLedger?
+        #expect(state.admitNext(into: &chunk, limit: 2, coordinator: coordinator, cached: &cached) == .admitted(2))
+        state.forget([p0])
+        #expect(admitAll(state, coordinator).admitted == ["1@0", "1@1"])
+    }
+
+    @Test("a batch read while its partition was revoked loses that partition's messages, unless it is owned again")
+    func batchReadAcrossARevoke() async {
+        let coordinator = makeCoordinator(maxInFlight: 100)
+        let state = CommittableSourceState(logger: Logger(label: "test"))
+        // p0 is revoked while the batch is being read: its messages in the batch are from before the revoke.
+        var readSince = state.forgetCount
+        state.forget([p0])
+        await coordinator.revoke([p0], wait: .zero)
+        state.setUnadmitted(messages(p0, 0..<3) + messages(p1, 0..<1), readSince: readSince, coordinator: coordinator)
+        #expect(admitAll(state, coordinator).admitted == ["1@0"])
+        // p0 is revoked and assigned again while the batch is being read: its messages are the new assignment's.
+        readSince = state.forgetCount
+        state.forget([p0])
+        await coordinator.revoke([p0], wait: .zero)
+        coordinator.assigned([p0])
+        state.setUnadmitted(messages(p0, 0..<2), readSince: readSince, coordinator: coordinator)
+        #expect(admitAll(state, coordinator).admitted == ["0@0", "0@1"])
     }
 }

@@ -69,9 +69,6 @@ public enum KafkaSource {
             // Messages go downstream in chunks: whatever is admitted at once (held messages whose partition may go
             // on again, then the batch read from the consumer), without waiting to fill a chunk.
             let elements = StreamElements<CommittableMessage>.makeChunked {
-                // The rest of the last batch read from the consumer (at most one poll's worth), last message first:
-                // each is moved out with `popLast`, never copied (a copy retains each of the message's buffers).
-                var unadmitted: [KafkaConsumerMessage] = []
                 // The ledger of the last message's partition: consecutive messages of a batch mostly share a
                 // partition, and looking the ledger up costs two locks and a hash of the topic name.
                 var lastLedger: PartitionLedger?
@@ -81,30 +78,24 @@ public enum KafkaSource {
                         while chunk.count < Self.sourceBatch, let ready = state.nextHeld(coordinator: coordinator) {
                             chunk.append(ready)
                         }
-                        while chunk.count < Self.sourceBatch, !unadmitted.isEmpty {
-                            // The common case: a run of the last partition's messages, admitted under one lock.
-                            if let ledger = lastLedger,
-                                state.admitRun(
-                                    from: &unadmitted, into: &chunk, limit: Self.sourceBatch - chunk.count, ledger: ledger) > 0
+                        admitting: while chunk.count < Self.sourceBatch {
+                            switch state.admitNext(
+                                into: &chunk, limit: Self.sourceBatch - chunk.count, coordinator: coordinator,
+                                cached: &lastLedger)
                             {
-                                continue
-                            }
-                            guard let message = unadmitted.popLast() else { break }
-                            if let admitted = state.admit(message, coordinator: coordinator, cached: &lastLedger) {
-                                chunk.append(admitted)
-                            } else {
-                                counters.setHeld(state.heldCount)
+                            case .empty: break admitting
+                            case .held: counters.setHeld(state.heldCount)
+                            case .admitted, .dropped: continue
                             }
                         }
                         if !chunk.isEmpty {
                             counters.emit(chunk.count)
                             return chunk
                         }
+                        let readSince = state.forgetCount
                         switch try await consumer.readBatch(maxCount: settings.consumer.pollBatchSize) {
                         case .messages(let next)?:
-                            unadmitted = next
-                            // Reversed through the buffer, which swaps by moving (Array's own `reverse` copies).
-                            unadmitted.withUnsafeMutableBufferPointer { $0.reverse() }
+                            state.setUnadmitted(next, readSince: readSince, coordinator: coordinator)
                         case .wokenUp?:
                             continue
                         case nil:
@@ -122,11 +113,19 @@ public enum KafkaSource {
 /// The committable source's own state: messages held back for partitions at their in-flight limit.
 final class CommittableSourceState: Sendable {
     private struct State {
+        /// The rest of the last batch taken from the consumer (at most one poll's worth), not yet admitted, last
+        /// message first: each is moved out with `popLast`, never copied (a copy retains each of a message's
+        /// buffers). Here rather than in the source's loop so that ``forget(_:)`` drops a revoked partition's
+        /// messages from it under the same lock as their admission.
+        var unadmitted: [KafkaConsumerMessage] = []
         /// Messages taken from the consumer for partitions at their in-flight limit, in offset order.
         var held: [KafkaTopicPartition: Deque<KafkaConsumerMessage>] = [:]
         /// Held partitions whose in-flight count came down: their held messages may go out again.
         var ready: Set<KafkaTopicPartition> = []
         var heldCount = 0
+        /// How many times partitions were forgotten, and the count at which each partition last was.
+        var forgetCount: UInt64 = 0
+        var forgottenAt: [KafkaTopicPartition: UInt64] = [:]
     }
     private let state = Mutex(State())
     private let consumerBox = ConsumerBox()
@@ -139,111 +138,130 @@ final class CommittableSourceState: Sendable {
 
     var heldCount: Int { state.withLock { $0.heldCount } }
 
-    /// Hands a fresh message out (registered in its partition's ledger), holds it back (partition at its limit,
-    /// or earlier messages of it held), or drops it (partition no longer owned).
+    /// ``forget(_:)``'s count so far: read it before reading a batch from the consumer, for
+    /// ``setUnadmitted(_:readSince:coordinator:)``.
+    var forgetCount: UInt64 { state.withLock { $0.forgetCount } }
+
+    /// Makes a batch read from the consumer the next messages to admit (the previous ones were all admitted).
+    ///
+    /// A partition forgotten while the batch was being read may have messages in it that the consumer handed over
+    /// just before the partition was revoked: unless the partition is owned again (it has an active ledger: it was
+    /// assigned anew, and its messages are new), they are dropped. Messages left here when a partition is revoked
+    /// later are dropped by ``forget(_:)``. Either way a revoked partition's message is never admitted against a
+    /// ledger of a later assignment.
+    func setUnadmitted(_ batch: [KafkaConsumerMessage], readSince: UInt64, coordinator: KafkaCommitCoordinator) {
+        var batch = batch
+        state.withLock { state in
+            precondition(state.unadmitted.isEmpty, "a batch is read only once the previous one is admitted")
+            if state.forgetCount != readSince {
+                let stale = Set(
+                    state.forgottenAt.compactMap { partition, at in
+                        at > readSince && !coordinator.isActivelyOwned(partition) ? partition : nil
+                    })
+                if !stale.isEmpty { batch.removeAll { stale.contains($0.topicPartition) } }
+            }
+            batch.withUnsafeMutableBufferPointer { $0.reverse() }  // swaps by moving (Array's `reverse` copies)
+            state.unadmitted = batch
+        }
+    }
+
+    /// What ``admitNext(into:limit:coordinator:cached:)`` did.
+    enum AdmitStep: Equatable {
+        /// Nothing is left to admit.
+        case empty
+        /// This many messages went into the chunk.
+        case admitted(Int)
+        /// The next message was held back (its partition is at its in-flight limit, or has held messages).
+        case held
+        /// The next message was dropped (its partition is no longer owned).
+        case dropped
+    }
+
+    /// Admits the next messages, under one lock of this state and, for a run of one partition's messages, one of
+    /// its ledger: a run (at most `limit`) is registered and moved into `chunk`; a message that cannot simply be
+    /// registered is held back (its partition is at its in-flight limit, or has messages held already) or dropped
+    /// (its partition is no longer owned).
     ///
     /// `cached` is the ledger used for the previous message; it is used again for a message of the same partition.
     /// That is safe because the coordinator marks a ledger revoked before replacing or removing it: a cached
-    /// ledger that is no longer current answers `.notOwned`, and the message is then admitted against the
-    /// coordinator's current ledger, exactly as without the cache.
-    func admit(
-        _ message: consuming KafkaConsumerMessage, coordinator: KafkaCommitCoordinator, cached: inout PartitionLedger?
-    ) -> CommittableMessage? {
-        var admission: Admission = .retry
-        if let ledger = cached, ledger.topicPartition.partition == message.partition,
-            ledger.topicPartition.topic == message.topic
-        {
-            admission = admit(message, ledger: ledger, dropIfNotOwned: false)
-        }
-        if case .retry = admission {
-            let ledger = coordinator.ledger(for: message.topicPartition)
-            cached = ledger
-            admission = admit(message, ledger: ledger, dropIfNotOwned: true)
-        }
-        guard case .emit(let ledger) = admission else { return nil }
-        // The message's last use: moved into the committable message, not copied.
-        let offset = message.offset
-        return CommittableMessage(message: message, committableOffset: CommittableOffset(offset: offset, ledger: ledger))
-    }
-
-    /// Admits the run of messages at the end of `unadmitted` (the next ones, it is reversed) that belong to
-    /// `ledger`'s partition, at most `limit`, under one lock of this state and one of the ledger, moving them into
-    /// `chunk`. It stops at the first message it cannot simply register (its partition has held messages, is at
-    /// its in-flight limit, or the ledger is no longer current): ``admit(_:coordinator:cached:)`` takes that one
-    /// alone. Returns how many it admitted.
-    func admitRun(
-        from unadmitted: inout [KafkaConsumerMessage], into chunk: inout [CommittableMessage], limit: Int,
-        ledger: PartitionLedger
-    ) -> Int {
-        let partition = ledger.topicPartition
-        let run = unadmitted.withUnsafeBufferPointer { messages in
-            var run = 0
-            var index = messages.count - 1
-            while run < limit, index >= 0, messages[index].partition == partition.partition,
-                messages[index].topic == partition.topic
-            {
-                run += 1
-                index -= 1
+    /// ledger that is no longer current refuses the message, which is then admitted against the coordinator's
+    /// current ledger, exactly as without the cache.
+    func admitNext(
+        into chunk: inout [CommittableMessage], limit: Int, coordinator: KafkaCommitCoordinator,
+        cached: inout PartitionLedger?
+    ) -> AdmitStep {
+        var pause: KafkaTopicPartition?
+        let step: AdmitStep = state.withLock { state in
+            // The next message's partition, read in place (without copying the message).
+            guard
+                let (topic, partition) = state.unadmitted.withUnsafeBufferPointer({ messages in
+                    messages.isEmpty ? nil : (messages[messages.count - 1].topic, messages[messages.count - 1].partition)
+                })
+            else { return .empty }
+            var ledger: PartitionLedger
+            var isCurrent: Bool
+            if let known = cached, known.topicPartition.partition == partition, known.topicPartition.topic == topic {
+                (ledger, isCurrent) = (known, false)
+            } else {
+                (ledger, isCurrent) = (coordinator.ledger(for: KafkaTopicPartition(topic: topic, partition: partition)), true)
             }
-            return run
-        }
-        guard run > 0 else { return 0 }
-        let registered: Int = state.withLock { state in
-            if state.heldCount > 0, state.held[partition]?.isEmpty == false { return 0 }
-            return unadmitted.withUnsafeBufferPointer { messages in
-                ledger.admit(run: messages[(messages.count - run)...].reversed().lazy.map(\.offset))
-            }
-        }
-        for _ in 0..<registered {
-            let message = unadmitted.removeLast()
-            let offset = message.offset
-            chunk.append(CommittableMessage(message: message, committableOffset: CommittableOffset(offset: offset, ledger: ledger)))
-        }
-        return registered
-    }
-
-    private enum Admission {
-        /// Registered in `ledger`: hand the message out.
-        case emit(PartitionLedger)
-        /// Held back or dropped.
-        case taken
-        /// `ledger` is not the partition's owner: try the coordinator's current ledger.
-        case retry
-    }
-
-    /// One admission against `ledger` (`.retry` only when `dropIfNotOwned` is false). The message is copied only
-    /// when it is held back.
-    private func admit(_ message: borrowing KafkaConsumerMessage, ledger: PartitionLedger, dropIfNotOwned: Bool) -> Admission {
-        enum Outcome { case emit, hold(pause: Bool), drop, retry }
-        let outcome: Outcome = state.withLock { state in
-            if state.heldCount > 0, state.held[ledger.topicPartition]?.isEmpty == false {  // no binding: a copy would make the append copy the deque
-                state.held[ledger.topicPartition]!.append(copy message)
-                state.heldCount += 1
-                return .hold(pause: false)
-            }
-            switch ledger.admit(message.offset) {
-            case .registered: return .emit
-            case .notOwned: return dropIfNotOwned ? .drop : .retry
-            case .blocked:
-                state.held[ledger.topicPartition, default: []].append(copy message)
-                state.heldCount += 1
-                return .hold(pause: true)
+            while true {
+                let topicPartition = ledger.topicPartition
+                if state.heldCount > 0, state.held[topicPartition]?.isEmpty == false {  // no binding: a copy would make the append copy the deque
+                    state.held[topicPartition]!.append(state.unadmitted.removeLast())
+                    state.heldCount += 1
+                    cached = ledger
+                    return .held
+                }
+                // The run of this partition's messages at the end, at most `limit`.
+                let (run, registered) = state.unadmitted.withUnsafeBufferPointer { messages in
+                    var run = 0
+                    var index = messages.count - 1
+                    while run < limit, index >= 0, messages[index].partition == partition, messages[index].topic == topic {
+                        run += 1
+                        index -= 1
+                    }
+                    return (run, ledger.admit(run: messages[(messages.count - run)...].reversed().lazy.map(\.offset)))
+                }
+                if registered > 0 {
+                    for _ in 0..<registered {
+                        let message = state.unadmitted.removeLast()
+                        let offset = message.offset
+                        chunk.append(CommittableMessage(message: message, committableOffset: CommittableOffset(offset: offset, ledger: ledger)))
+                    }
+                    cached = ledger
+                    return .admitted(registered)
+                }
+                precondition(run > 0, "the next message is of this partition")
+                let offset = state.unadmitted.withUnsafeBufferPointer { $0[$0.count - 1].offset }
+                switch ledger.admit(offset) {
+                case .registered:
+                    // Room came between the two calls (an acknowledgement came in): it goes out.
+                    let message = state.unadmitted.removeLast()
+                    chunk.append(CommittableMessage(message: message, committableOffset: CommittableOffset(offset: offset, ledger: ledger)))
+                    cached = ledger
+                    return .admitted(1)
+                case .notOwned where !isCurrent:
+                    // The cached ledger is not current any more: the coordinator's decides.
+                    (ledger, isCurrent) = (coordinator.ledger(for: topicPartition), true)
+                    continue
+                case .notOwned:
+                    _ = state.unadmitted.removeLast()
+                    cached = ledger
+                    return .dropped
+                case .blocked:
+                    state.held[topicPartition, default: []].append(state.unadmitted.removeLast())
+                    state.heldCount += 1
+                    pause = topicPartition
+                    cached = ledger
+                    return .held
+                }
             }
         }
-        switch outcome {
-        case .emit:
-            return .emit(ledger)
-        case .hold(let pause):
-            if pause, let consumer = consumerBox.get() {
-                let partition = ledger.topicPartition
-                do { try consumer.pause([partition]) } catch { logger.warning("cannot pause \(partition): \(error)") }
-            }
-            return .taken
-        case .drop:
-            return .taken
-        case .retry:
-            return .retry
+        if let pause, let consumer = consumerBox.get() {
+            do { try consumer.pause([pause]) } catch { logger.warning("cannot pause \(pause): \(error)") }
         }
+        return step
     }
 
     /// The next held message of a partition whose in-flight count came down, if any.
@@ -300,14 +318,19 @@ final class CommittableSourceState: Sendable {
         if wake { consumerBox.get()?.wakeUpReader() }
     }
 
-    /// Drops what is held for partitions being revoked or lost.
+    /// Drops what is held, and what is not admitted yet, of partitions being revoked or lost.
     func forget(_ partitions: [KafkaTopicPartition]) {
+        guard !partitions.isEmpty else { return }
+        let forgotten = Set(partitions)
         state.withLock { state in
+            state.forgetCount += 1
             for partition in partitions {
                 state.heldCount -= state.held[partition]?.count ?? 0
                 state.held[partition] = nil
                 state.ready.remove(partition)
+                state.forgottenAt[partition] = state.forgetCount
             }
+            state.unadmitted.removeAll { forgotten.contains($0.topicPartition) }
         }
     }
 }

@@ -42,6 +42,12 @@ final class KafkaCommitCoordinator: Sendable {
         }
     }
 
+    /// Whether the partition has a ledger that hands out offsets: it is assigned, and not being revoked.
+    func isActivelyOwned(_ partition: KafkaTopicPartition) -> Bool {
+        guard !isAbandoned.withLock({ $0 }) else { return false }
+        return ledgers.withLock { $0[partition]?.phase == .active }
+    }
+
     /// New ledgers for newly assigned partitions.
     func assigned(_ partitions: [KafkaTopicPartition]) {
         guard !isAbandoned.withLock({ $0 }) else { return }
