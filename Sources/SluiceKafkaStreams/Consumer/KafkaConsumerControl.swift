@@ -35,6 +35,7 @@ public final class KafkaConsumerControl: Sendable {
     public func shutdown() async {
         stop()
         await consumer.close()
+        coordinator?.detach()
         onShutdown()
     }
 

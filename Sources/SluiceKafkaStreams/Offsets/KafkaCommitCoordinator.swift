@@ -27,6 +27,10 @@ final class KafkaCommitCoordinator: Sendable {
 
     func attach(_ consumer: KafkaConsumer) { consumerBox.set(consumer) }
 
+    /// Lets go of the consumer once it is closed (nothing can be committed through it any more). The consumer's
+    /// rebalance handler holds this coordinator, so holding the consumer would keep both alive for good.
+    func detach() { consumerBox.clear() }
+
     /// The current ledger of a partition; made on first use when the consumer was assigned partitions manually.
     func ledger(for partition: KafkaTopicPartition) -> PartitionLedger {
         if isAbandoned.withLock({ $0 }) {
