@@ -111,6 +111,22 @@ struct CommittableAdmissionTests {
         #expect(admitAll(state, coordinator).admitted == ["1@0", "1@1"])
     }
 
+    @Test("under group management a partition without a ledger is not owned; manually assigned ones get one on first use")
+    func ledgersOnFirstUse() async {
+        let manual = KafkaCommitCoordinator(maxInFlightPerPartition: 10, logger: Logger(label: "test")) { _ in }
+        #expect(manual.ledger(for: p0).admit(0) == .registered)
+        #expect(manual.ledger(for: p0).outstanding == 1)
+
+        let managed = makeCoordinator(maxInFlight: 10)
+        #expect(managed.ledger(for: p0).admit(0) == .registered)
+        await managed.revoke([p0], wait: .zero)
+        // A message of p0 read before the revoke: refused, not registered in a ledger of its own.
+        #expect(managed.ledger(for: p0).admit(1) == .notOwned)
+        #expect(!managed.isActivelyOwned(p0))
+        #expect(managed.ledger(for: KafkaTopicPartition(topic: "t", partition: 7)).admit(0) == .notOwned)
+        #expect(managed.ledger(for: p1).admit(0) == .registered)
+    }
+
     @Test("a batch read while its partition was revoked loses that partition's messages, unless it is owned again")
     func batchReadAcrossARevoke() async {
         let coordinator = makeCoordinator(maxInFlight: 100)

@@ -9,6 +9,9 @@ final class KafkaCommitCoordinator: Sendable {
     private let ledgers = Mutex<[KafkaTopicPartition: PartitionLedger]>([:])
     /// Set by ``abandonAll()``: no ledger is made or committed any more.
     private let isAbandoned = Mutex(false)
+    /// Set by the first rebalance (``assigned(_:)``, ``revoke(_:wait:)``, ``lost(_:)``): the group assigns the
+    /// partitions, and a partition without a ledger is not owned (its ledger was removed when it was revoked).
+    private let isGroupManaged = Atomic<Bool>(false)
     private let lane = AsyncSerialLane()
     private let consumerBox: ConsumerBox
     private let logger: Logger
@@ -32,18 +35,28 @@ final class KafkaCommitCoordinator: Sendable {
     func detach() { consumerBox.clear() }
 
     /// The current ledger of a partition; made on first use when the consumer was assigned partitions manually.
+    ///
+    /// Under group management a partition without a ledger is not owned (its ledger is made on assignment, before
+    /// any of its messages, and removed once it is revoked): a message of it read before the revoke gets a revoked
+    /// ledger, which refuses it, never a fresh one that would commit for a partition another member owns now.
     func ledger(for partition: KafkaTopicPartition) -> PartitionLedger {
-        if isAbandoned.withLock({ $0 }) {
-            let ledger = PartitionLedger(partition, maxInFlight: maxInFlightPerPartition, coordinator: self, onUnblocked: onUnblocked)
-            ledger.markRevoked()
-            return ledger
-        }
-        return ledgers.withLock { ledgers in
+        if isAbandoned.withLock({ $0 }) { return revokedLedger(partition) }
+        let isGroupManaged = isGroupManaged.load(ordering: .acquiring)
+        let current: PartitionLedger? = ledgers.withLock { ledgers in
             if let existing = ledgers[partition] { return existing }
+            guard !isGroupManaged else { return nil }
             let ledger = PartitionLedger(partition, maxInFlight: maxInFlightPerPartition, coordinator: self, onUnblocked: onUnblocked)
             ledgers[partition] = ledger
             return ledger
         }
+        return current ?? revokedLedger(partition)
+    }
+
+    /// A ledger that refuses every offset.
+    private func revokedLedger(_ partition: KafkaTopicPartition) -> PartitionLedger {
+        let ledger = PartitionLedger(partition, maxInFlight: maxInFlightPerPartition, coordinator: self, onUnblocked: onUnblocked)
+        ledger.markRevoked()
+        return ledger
     }
 
     /// Whether the partition has a ledger that hands out offsets: it is assigned, and not being revoked.
@@ -54,6 +67,7 @@ final class KafkaCommitCoordinator: Sendable {
 
     /// New ledgers for newly assigned partitions.
     func assigned(_ partitions: [KafkaTopicPartition]) {
+        isGroupManaged.store(true, ordering: .releasing)
         guard !isAbandoned.withLock({ $0 }) else { return }
         ledgers.withLock { ledgers in
             for partition in partitions {
@@ -67,6 +81,7 @@ final class KafkaCommitCoordinator: Sendable {
     /// Gives partitions up cleanly: stop handing their messages out, wait up to `wait` for the ones in flight to
     /// be acknowledged, commit what is done, then mark them revoked. Runs while the consumer still owns them.
     func revoke(_ partitions: [KafkaTopicPartition], wait: Duration) async {
+        isGroupManaged.store(true, ordering: .releasing)
         let revoking = ledgers.withLock { ledgers in partitions.compactMap { ledgers[$0] } }
         for ledger in revoking { ledger.beginRevoke() }
         let deadline = ContinuousClock.now.advanced(by: wait)
@@ -126,6 +141,7 @@ final class KafkaCommitCoordinator: Sendable {
 
     /// Partitions lost without a clean revoke: another member may own them, so nothing is committed for them.
     func lost(_ partitions: [KafkaTopicPartition]) {
+        isGroupManaged.store(true, ordering: .releasing)
         let lost = ledgers.withLock { ledgers in partitions.compactMap { ledgers.removeValue(forKey: $0) } }
         for ledger in lost { ledger.markRevoked() }
     }
