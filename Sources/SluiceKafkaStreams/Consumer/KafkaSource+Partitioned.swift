@@ -41,10 +41,7 @@ extension KafkaSource {
                                     let ledger = coordinator.ledger(for: message.topicPartition)
                                     guard ledger.admit(message.offset) == .registered else { continue }
                                     counters.emit()
-                                    router.route(
-                                        CommittableMessage(
-                                            message: message,
-                                            committableOffset: CommittableOffset(offset: message.offset, ledger: ledger)))
+                                    router.route(CommittableMessage(message, ledger: ledger))
                                 case .wokenUp?: continue
                                 case nil: break
                                 }

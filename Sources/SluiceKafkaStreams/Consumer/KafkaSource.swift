@@ -160,7 +160,7 @@ final class CommittableSourceState: Sendable {
                     })
                 if !stale.isEmpty { batch.removeAll { stale.contains($0.topicPartition) } }
             }
-            batch.withUnsafeMutableBufferPointer { $0.reverse() }  // swaps by moving (Array's `reverse` copies)
+            batch.reverseByMoving()
             state.unadmitted = batch
         }
     }
@@ -224,11 +224,7 @@ final class CommittableSourceState: Sendable {
                     return (run, ledger.admit(run: messages[(messages.count - run)...].reversed().lazy.map(\.offset)))
                 }
                 if registered > 0 {
-                    for _ in 0..<registered {
-                        let message = state.unadmitted.removeLast()
-                        let offset = message.offset
-                        chunk.append(CommittableMessage(message: message, committableOffset: CommittableOffset(offset: offset, ledger: ledger)))
-                    }
+                    for _ in 0..<registered { chunk.append(CommittableMessage(state.unadmitted.removeLast(), ledger: ledger)) }
                     cached = ledger
                     return .admitted(registered)
                 }
@@ -237,8 +233,7 @@ final class CommittableSourceState: Sendable {
                 switch ledger.admit(offset) {
                 case .registered:
                     // Room came between the two calls (an acknowledgement came in): it goes out.
-                    let message = state.unadmitted.removeLast()
-                    chunk.append(CommittableMessage(message: message, committableOffset: CommittableOffset(offset: offset, ledger: ledger)))
+                    chunk.append(CommittableMessage(state.unadmitted.removeLast(), ledger: ledger))
                     cached = ledger
                     return .admitted(1)
                 case .notOwned where !isCurrent:
@@ -295,9 +290,7 @@ final class CommittableSourceState: Sendable {
             case .none:
                 return nil
             case .emit(let message, let ledger):
-                return CommittableMessage(
-                    message: message,
-                    committableOffset: CommittableOffset(offset: message.offset, ledger: ledger))
+                return CommittableMessage(message, ledger: ledger)
             case .resume(let partition):
                 if let consumer = consumerBox.get() {
                     do { try consumer.resume([partition]) } catch { logger.warning("cannot resume \(partition): \(error)") }

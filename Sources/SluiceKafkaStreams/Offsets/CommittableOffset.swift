@@ -30,4 +30,11 @@ public struct CommittableMessage: Sendable {
     public let message: KafkaConsumerMessage
     /// Its committable offset.
     public let committableOffset: CommittableOffset
+
+    /// A message registered in `ledger`, moved in (not copied).
+    init(_ message: consuming KafkaConsumerMessage, ledger: PartitionLedger) {
+        let offset = message.offset
+        self.message = message
+        self.committableOffset = CommittableOffset(offset: offset, ledger: ledger)
+    }
 }

@@ -45,7 +45,7 @@ final class KafkaCommitCoordinator: Sendable {
         let current: PartitionLedger? = ledgers.withLock { ledgers in
             if let existing = ledgers[partition] { return existing }
             guard !isGroupManaged else { return nil }
-            let ledger = PartitionLedger(partition, maxInFlight: maxInFlightPerPartition, coordinator: self, onUnblocked: onUnblocked)
+            let ledger = makeLedger(partition)
             ledgers[partition] = ledger
             return ledger
         }
@@ -54,9 +54,14 @@ final class KafkaCommitCoordinator: Sendable {
 
     /// A ledger that refuses every offset.
     private func revokedLedger(_ partition: KafkaTopicPartition) -> PartitionLedger {
-        let ledger = PartitionLedger(partition, maxInFlight: maxInFlightPerPartition, coordinator: self, onUnblocked: onUnblocked)
+        let ledger = makeLedger(partition)
         ledger.markRevoked()
         return ledger
+    }
+
+    /// A new ledger of this consumer for `partition`.
+    private func makeLedger(_ partition: KafkaTopicPartition) -> PartitionLedger {
+        PartitionLedger(partition, maxInFlight: maxInFlightPerPartition, coordinator: self, onUnblocked: onUnblocked)
     }
 
     /// Whether the partition has a ledger that hands out offsets: it is assigned, and not being revoked.
@@ -72,8 +77,7 @@ final class KafkaCommitCoordinator: Sendable {
         ledgers.withLock { ledgers in
             for partition in partitions {
                 ledgers[partition]?.markRevoked()
-                ledgers[partition] = PartitionLedger(
-                    partition, maxInFlight: maxInFlightPerPartition, coordinator: self, onUnblocked: onUnblocked)
+                ledgers[partition] = makeLedger(partition)
             }
         }
     }

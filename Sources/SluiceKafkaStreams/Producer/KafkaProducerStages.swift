@@ -67,7 +67,7 @@ public enum KafkaProducerStages {
                 var envelopes = upstream.makeAsyncIterator()
                 var pending: [(slot: UInt64, send: PendingSend<PassThrough>)] = []
                 while var chunk = try await envelopes.nextChunk() {
-                    chunk.withUnsafeMutableBufferPointer { $0.reverse() }  // popLast moves; the buffer swaps by moving
+                    chunk.reverseByMoving()
                     while !chunk.isEmpty {
                         guard let slots = await window.reserve(upTo: chunk.count) else { return }
                         // The single messages' pass-through values wait for their reports from before the first of
@@ -97,7 +97,7 @@ public enum KafkaProducerStages {
                 guard var outcomes = try await pump.nextChunk(maxCount: min(parallelism, windowChunkSize)) else {
                     return nil
                 }
-                outcomes.withUnsafeMutableBufferPointer { $0.reverse() }
+                outcomes.reverseByMoving()
                 var results: [ProducerResult<PassThrough>] = []
                 results.reserveCapacity(outcomes.count)
                 while let outcome = outcomes.popLast() {
@@ -123,7 +123,7 @@ extension KafkaProducerStages {
         _ pending: inout [(slot: UInt64, send: PendingSend<PassThrough>)], producer: KafkaProducer,
         window: ResultWindow<PassThrough>, route: KafkaDeliveryRoute, passThroughs: WindowPassThroughs<PassThrough>
     ) async throws {
-        pending.withUnsafeMutableBufferPointer { $0.reverse() }  // popLast moves; the buffer swaps by moving
+        pending.reverseByMoving()
         while let next = pending.popLast() {
             do {
                 switch next.send {

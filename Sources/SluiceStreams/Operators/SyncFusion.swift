@@ -53,7 +53,7 @@ extension StreamElements {
                         outputs.reserveCapacity(chunk.count)
                         // Each input is moved out of the chunk (popLast after reversing), not copied: a copy would
                         // retain every reference the element holds, and dropping the chunk release it again.
-                        chunk.withUnsafeMutableBufferPointer { $0.reverse() }  // swaps by moving (Array's copies)
+                        chunk.reverseByMoving()
                         while let input = chunk.popLast() {
                             do {
                                 if let output = try transform(input) { outputs.append(output) }
