@@ -118,19 +118,24 @@ struct PersistenceBenchCommand: AsyncParsableCommand {
             ("kafka", "persistent, Kafka changelog", ">= 0.5"),
         ].filter { selected.contains($0.key) }
         var plainRates: [Double] = []
+        var plainCPU: [Double] = []
+        var cpu: [String: [Double]] = [:]
         var rates: [String: [Double]] = [:]
         var ratios: [String: [Double]] = [:]
         var changelogTopic = ""
         for round in 1...rounds {
-            var before = try await nonPersistent(servers, topic: topic)
+            let first = try await nonPersistent(servers, topic: topic)
+            var before = first.rate
             plainRates.append(before)
-            progress("  round \(round): non-persistent entities: \(grouped(before)) msgs/s")
+            plainCPU.append(first.cpuPerMessage)
+            progress("  round \(round): non-persistent entities: \(grouped(before)) msgs/s, "
+                + "\(fixed(first.cpuPerMessage, 1)) CPU µs/msg")
             for kind in kinds {
-                let rate: Double
+                let run: Measurement
                 switch kind.key {
                 case "null", "waiting-null":
                     let journal = NullJournal(waits: kind.key == "waiting-null")
-                    rate = try await persistent(servers, topic: topic, journal: journal).rate
+                    run = try await persistent(servers, topic: topic, journal: journal)
                     await journal.close()
                 case "sqlite":
                     var configuration = SQLiteJournalConfiguration(
@@ -138,7 +143,7 @@ struct PersistenceBenchCommand: AsyncParsableCommand {
                     if let sqliteBatch { configuration.maxOperationsPerTransaction = sqliteBatch }
                     configuration.durability = sqliteDurability == "normal" ? .normal : .full
                     let sqlite = try await SQLiteJournal(configuration)
-                    rate = try await persistent(servers, topic: topic, journal: sqlite).rate
+                    run = try await persistent(servers, topic: topic, journal: sqlite)
                     let statistics = sqlite.statistics
                     await sqlite.close()
                     progress("    \(statistics.appends) appends in \(statistics.writeTransactions) transactions")
@@ -148,27 +153,32 @@ struct PersistenceBenchCommand: AsyncParsableCommand {
                         bootstrapServers: servers, topic: changelogTopic, inputTopic: topic)
                     configuration.linger = .milliseconds(changelogLinger)
                     let changelog = try await KafkaChangelogJournal(configuration, logger: Self.logger)
-                    rate = try await persistent(servers, topic: topic, journal: changelog).rate
+                    run = try await persistent(servers, topic: topic, journal: changelog)
                     await changelog.close()
                 }
-                let after = try await nonPersistent(servers, topic: topic)
+                let next = try await nonPersistent(servers, topic: topic)
+                let (rate, after) = (run.rate, next.rate)
                 plainRates.append(after)
+                plainCPU.append(next.cpuPerMessage)
                 let ratio = rate / ((before + after) / 2)
-                progress("  round \(round): \(kind.name): \(grouped(rate)) msgs/s, \(fixed(ratio, 2))x "
-                    + "(non-persistent \(grouped(before)) before, \(grouped(after)) after)")
+                progress("  round \(round): \(kind.name): \(grouped(rate)) msgs/s, \(fixed(ratio, 2))x, "
+                    + "\(fixed(run.cpuPerMessage, 1)) CPU µs/msg (non-persistent \(grouped(before)) before, "
+                    + "\(grouped(after)) after, \(fixed(next.cpuPerMessage, 1)) CPU µs/msg)")
                 rates[kind.key, default: []].append(rate)
+                cpu[kind.key, default: []].append(run.cpuPerMessage)
                 ratios[kind.key, default: []].append(ratio)
                 before = after
             }
         }
         var rows = [
-            ["pipeline (\(grouped(Double(keys))) entities), median of \(rounds)", "msgs/s = events/s", "ratio to non-persistent", "per round", "target"],
-            ["non-persistent entities", grouped(median(plainRates)), "1.00", "", ""],
+            ["pipeline (\(grouped(Double(keys))) entities), median of \(rounds)", "msgs/s = events/s", "ratio to non-persistent", "per round", "target", "CPU µs/msg"],
+            ["non-persistent entities", grouped(median(plainRates)), "1.00", "", "", fixed(median(plainCPU), 1)],
         ]
         for kind in kinds {
             rows.append([
                 kind.name, grouped(median(rates[kind.key]!)), fixed(median(ratios[kind.key]!), 2),
                 ratios[kind.key]!.map { fixed($0, 2) }.joined(separator: " "), kind.target,
+                fixed(median(cpu[kind.key]!), 1),
             ])
         }
         print(renderTable(rows))
@@ -197,8 +207,8 @@ struct PersistenceBenchCommand: AsyncParsableCommand {
         print("(what a new owner reads before a partition's entities take their first message)\n")
     }
 
-    /// The non-persistent pipeline: a counter entity per key, no journal. Messages per second.
-    func nonPersistent(_ servers: [String], topic: String) async throws -> Double {
+    /// The non-persistent pipeline: a counter entity per key, no journal.
+    func nonPersistent(_ servers: [String], topic: String) async throws -> Measurement {
         let system = ActorSystem(name: "plain")
         let region = try makeSumRegion(system: system, keys: keys)
         let run = try await measure(servers, topic: topic, handOff: { ShardedEntities.handOff($0, region: region) }) {
@@ -206,7 +216,7 @@ struct PersistenceBenchCommand: AsyncParsableCommand {
         }
         await region.shutdown()
         await system.shutdown()
-        return run.rate
+        return run
     }
 
     /// The persistent pipeline: counter entities persisting one event per message to `journal`.
@@ -256,7 +266,12 @@ struct PersistenceBenchCommand: AsyncParsableCommand {
             return Int(Int64(littleEndian: payload.withUnsafeBytes { $0.loadUnaligned(as: Int64.self) }))
         })
 
-    struct Measurement { var rate: Double }
+    struct Measurement {
+        var rate: Double
+        /// The process's CPU time (all threads, user and system) per message, in microseconds, from the pipeline's
+        /// start to its shutdown.
+        var cpuPerMessage: Double
+    }
 
     /// Messages per second through `flow` (every message must be processed by its entity).
     func measure(
@@ -264,14 +279,16 @@ struct PersistenceBenchCommand: AsyncParsableCommand {
         flow: () -> Flow<CommittableMessage, EntityDelivery, Void>
     ) async throws -> Measurement {
         let failed = AtomicCounter()
+        let cpuBefore = processCPUSeconds()
         let rate = try await measureCommittablePipeline(
             servers, topic: topic, count: messages, logger: Self.logger, settings: handOff,
             stage: flow().map { delivery in
                 if !delivery.isProcessed { _ = failed.increment() }
                 return delivery.message.committableOffset
             })
+        let cpu = (processCPUSeconds() - cpuBefore) / Double(messages) * 1e6
         guard failed.value == 0 else { throw BenchError("\(failed.value) messages were not processed by their entity") }
-        return Measurement(rate: rate)
+        return Measurement(rate: rate, cpuPerMessage: cpu)
     }
 
     // MARK: recovery
