@@ -181,6 +181,50 @@ import Testing
     }
 
     @Test(arguments: JournalKind.allCases)
+    func inputOffsetsStayExactAcrossSnapshots(_ kind: JournalKind) async throws {
+        try await withJournal(kind) { fixture in
+            let journal = fixture.journal
+            func offset(_ partition: Int32, _ offset: Int64) -> InputOffset {
+                InputOffset(topic: "in", partition: partition, offset: offset)
+            }
+            func snapshot(_ sequenceNumber: Int64) -> JournalSnapshot {
+                JournalSnapshot(sequenceNumber: sequenceNumber, manifest: "state", version: 1, payload: [1])
+            }
+            try await journal.append(
+                JournalAppend(persistenceID: a, events: testEvents(a, 1...2), inputOffset: offset(0, 20)))
+            try await journal.append(
+                JournalAppend(persistenceID: a, events: testEvents(a, 3...3), inputOffset: offset(1, 7)))
+            // A snapshot in the append that reaches it, then offsets after it, lower and higher.
+            try await journal.append(
+                JournalAppend(
+                    persistenceID: a, events: testEvents(a, 4...5), inputOffset: offset(0, 21), snapshot: snapshot(5)))
+            try await journal.append(
+                JournalAppend(persistenceID: a, events: testEvents(a, 6...6), inputOffset: offset(2, 3)))
+            try await journal.append(
+                JournalAppend(persistenceID: a, events: testEvents(a, 7...7), inputOffset: offset(0, 19)))
+            #expect(try await journal.inputOffsets(of: a) == [offset(0, 21), offset(1, 7), offset(2, 3)])
+
+            // A snapshot saved on its own, then an offset-only write and more events.
+            try await journal.saveSnapshot(snapshot(7), for: a)
+            try await journal.append(JournalAppend(persistenceID: a, events: [], inputOffset: offset(1, 9)))
+            try await journal.append(
+                JournalAppend(persistenceID: a, events: testEvents(a, 8...8), inputOffset: offset(2, 4)))
+            let expected = [offset(0, 21), offset(1, 9), offset(2, 4)]
+            #expect(try await journal.inputOffsets(of: a) == expected)
+            // Another entity's offsets stay its own.
+            try await journal.append(
+                JournalAppend(persistenceID: b, events: testEvents(b, 1...1), inputOffset: offset(0, 99)))
+            #expect(try await journal.inputOffsets(of: a) == expected)
+
+            let reopened = try await fixture.reopen()
+            #expect(try await reopened.journal.inputOffsets(of: a) == expected)
+            #expect(try await reopened.journal.inputOffsets(of: b) == [offset(0, 99)])
+            #expect(try await reopened.journal.readEvents(of: a, from: 1, limit: 100) == testEvents(a, 1...8))
+            await reopened.destroy()
+        }
+    }
+
+    @Test(arguments: JournalKind.allCases)
     func aCorruptEventFailsTheReadNamingEntityJournalAndSequenceNumber(_ kind: JournalKind) async throws {
         try await withJournal(kind) { fixture in
             try await fixture.journal.append(JournalAppend(persistenceID: a, events: testEvents(a, 1...5)))

@@ -138,13 +138,11 @@ final class PersistentEntityCore<Command: Sendable, Event: Sendable, State: Send
     private(set) var lastSequenceNumber: Int64 = 0
     /// What recovery did (`nil` before it ran).
     private(set) var recoveryStatistics: RecoveryStatistics?
-    private var appliedInputOffsets: [InputPartition: Int64] = [:]
+    /// The highest applied offset of each input partition the entity had messages from: a list, searched from the
+    /// front, because an entity's messages come from one partition (its key's) or a few, and a list finds it without
+    /// hashing the topic name twice per message as a dictionary would.
+    private var appliedInputOffsets: [InputOffset] = []
     private var stoppedBecause: String?
-
-    private struct InputPartition: Hashable {
-        var topic: String
-        var partition: Int32
-    }
 
     init(
         _ behavior: EventSourcedBehavior<Command, Event, State, Reply>, journal: any Journal, recoveryPageSize: Int
@@ -243,10 +241,8 @@ final class PersistentEntityCore<Command: Sendable, Event: Sendable, State: Send
 
     /// Whether a message at `offset` was applied already (its events, if any, are durable).
     func isAlreadyApplied(_ offset: InputOffset) -> Bool {
-        guard let applied = appliedInputOffsets[InputPartition(topic: offset.topic, partition: offset.partition)] else {
-            return false
-        }
-        return offset.offset <= applied
+        guard let index = appliedIndex(of: offset) else { return false }
+        return offset.offset <= appliedInputOffsets[index].offset
     }
 
     // MARK: Recovery
@@ -353,7 +349,15 @@ final class PersistentEntityCore<Command: Sendable, Event: Sendable, State: Send
     }
 
     private func recordApplied(_ offset: InputOffset) {
-        let key = InputPartition(topic: offset.topic, partition: offset.partition)
-        appliedInputOffsets[key] = max(appliedInputOffsets[key] ?? .min, offset.offset)
+        if let index = appliedIndex(of: offset) {
+            if appliedInputOffsets[index].offset < offset.offset { appliedInputOffsets[index].offset = offset.offset }
+        } else {
+            appliedInputOffsets.append(offset)
+        }
+    }
+
+    /// Where the offset's input partition is in ``appliedInputOffsets``.
+    private func appliedIndex(of offset: InputOffset) -> Int? {
+        appliedInputOffsets.firstIndex { $0.partition == offset.partition && $0.topic == offset.topic }
     }
 }

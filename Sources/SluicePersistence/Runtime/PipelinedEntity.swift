@@ -96,16 +96,26 @@ final class WriteQueue: Sendable {
     /// Queues a command's write (`nil`: nothing to write) and what to do once it (and everything before it) is
     /// durable, or failed.
     func enqueue(_ append: JournalAppend?, done: @escaping @Sendable (PersistenceError?) -> Void) {
-        let failure: PersistenceError? = state.withLock { state in
-            if let failure = state.failure { return failure }
+        enum Next { case failed(PersistenceError), completeNow, write(JournalAppend), wait }
+        // The common case, nothing queued and nothing in flight, is decided under one lock: write at once (or
+        // complete at once when there is nothing to write).
+        let next: Next = state.withLock { state in
+            if let failure = state.failure { return .failed(failure) }
+            guard state.inFlight == 0, state.items.isEmpty else {
+                state.items.append(Item(append: append, done: done))
+                return .wait
+            }
+            guard let append else { return .completeNow }
             state.items.append(Item(append: append, done: done))
-            return nil
+            state.inFlight = 1
+            return .write(append)
         }
-        if let failure {
-            done(failure)
-            return
+        switch next {
+        case .failed(let failure): done(failure)
+        case .completeNow: done(nil)
+        case .write(let append): journal.submit(append) { [self] error in finished(error) }
+        case .wait: advance()
         }
-        advance()
     }
 
     /// Completes the items at the head that wait for nothing, and starts the next write if none is in flight.
@@ -147,15 +157,25 @@ final class WriteQueue: Sendable {
     }
 
     private func finished(_ error: PersistenceError?) {
-        let completed: [@Sendable (PersistenceError?) -> Void] = state.withLock { state in
-            var completed: [@Sendable (PersistenceError?) -> Void] = []
+        typealias Done = @Sendable (PersistenceError?) -> Void
+        // Usually the write covered one command and nothing waits behind it: complete it without building a list,
+        // and without looking for a next write.
+        let (single, more, waiting): (Done?, [Done], Bool) = state.withLock { state in
             let count = error == nil ? state.inFlight : state.items.count
-            for _ in 0..<count { completed.append(state.items.removeFirst().done) }
             state.inFlight = 0
             if let error { state.failure = error }
-            return completed
+            if count == 1 { return (state.items.removeFirst().done, [], !state.items.isEmpty) }
+            var completed: [Done] = []
+            completed.reserveCapacity(count)
+            for _ in 0..<count { completed.append(state.items.removeFirst().done) }
+            return (nil, completed, !state.items.isEmpty)
         }
-        for done in completed { done(error) }
-        if error == nil { advance() } else { onFailure() }
+        single?(error)
+        for done in more { done(error) }
+        if error != nil {
+            onFailure()
+        } else if waiting {
+            advance()
+        }
     }
 }

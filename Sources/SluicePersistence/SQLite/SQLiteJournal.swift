@@ -106,9 +106,7 @@ public final class SQLiteJournal: Journal {
             completion(error)
             return
         }
-        writer.submit(write: true, { (store) throws(PersistenceError) in try store.append(append) }) { result in
-            if case .failure(let error) = result { completion(error) } else { completion(nil) }
-        }
+        writer.submit(SQLiteAppendOperation(append, completion: completion))
     }
 
     public func readEvents(of id: PersistenceID, from sequenceNumber: Int64, limit: Int) async throws(PersistenceError)

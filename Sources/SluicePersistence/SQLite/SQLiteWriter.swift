@@ -55,9 +55,37 @@ final class SQLiteOperationBox<Value: Sendable>: SQLiteOperation, @unchecked Sen
             preconditionFailure("a committed transaction ran every operation of its batch")
         }
     }
+}
 
-    /// Fails the operation without running it (the journal is closed).
-    func reject(_ error: PersistenceError) { completion(.failure(error)) }
+/// An append for the writer thread, and whoever waits for it: the journal's hot path, so one object without a
+/// closure around the work or a `Result` around the outcome.
+///
+/// `@unchecked Sendable`: `failure` is written by the writer thread in ``execute(_:)`` and read once in
+/// ``complete(transactionFailure:)``, after the transaction, by the task the writer thread creates for its batch's
+/// completions (or by the submitting thread when the journal was closed, in which case the writer never saw it); the
+/// same ordering as ``SQLiteOperationBox``'s `result`.
+final class SQLiteAppendOperation: SQLiteOperation, @unchecked Sendable {
+    var isWrite: Bool { true }
+    private let append: JournalAppend
+    private let completion: @Sendable (PersistenceError?) -> Void
+    private var failure: PersistenceError?
+
+    init(_ append: JournalAppend, completion: @escaping @Sendable (PersistenceError?) -> Void) {
+        self.append = append
+        self.completion = completion
+    }
+
+    func execute(_ store: SQLiteStore) -> Bool {
+        do throws(PersistenceError) {
+            try store.append(append)
+            return true
+        } catch {
+            failure = error
+            return false
+        }
+    }
+
+    func complete(transactionFailure: PersistenceError?) { completion(transactionFailure ?? failure) }
 }
 
 /// The journal's writer: one OS thread that owns the SQLite connection and runs every operation, batching whatever
@@ -129,7 +157,12 @@ final class SQLiteWriter: @unchecked Sendable {
         write isWrite: Bool, _ body: @escaping @Sendable (SQLiteStore) throws(PersistenceError) -> Value,
         completion: @escaping @Sendable (Result<Value, PersistenceError>) -> Void
     ) {
-        let operation = SQLiteOperationBox(isWrite: isWrite, body: body, completion: completion)
+        submit(SQLiteOperationBox(isWrite: isWrite, body: body, completion: completion))
+    }
+
+    /// Queues `operation` for the writer thread: it runs in the order submitted, and is completed from a task the
+    /// writer starts once its transaction has ended (at once, on the caller's thread, if the journal is closed).
+    func submit(_ operation: some SQLiteOperation) {
         condition.lock()
         let accepted = !isClosing
         if accepted {
@@ -137,10 +170,7 @@ final class SQLiteWriter: @unchecked Sendable {
             condition.signal()
         }
         condition.unlock()
-        if !accepted {
-            operation.reject(
-                PersistenceError(.journalClosed, journal: journalName, message: "the journal was closed; open it again"))
-        }
+        if !accepted { operation.complete(transactionFailure: closedError) }
     }
 
     /// The thread's loop: take everything queued (up to the batch limit), run it as one transaction, complete it.
