@@ -1,4 +1,5 @@
 import Logging
+import SluiceBenchBaseline
 import Foundation
 
 /// How fast one phase moved its messages.
@@ -64,6 +65,13 @@ func processCPUSeconds(children: Bool = false) -> Double {
     getrusage(children ? RUSAGE_CHILDREN.rawValue : RUSAGE_SELF.rawValue, &usage)
     func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
     return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// The process's allocation requests so far, from jemalloc's statistics (`nil` without jemalloc): a count that
+/// does not depend on the machine's speed.
+func allocationRequests() -> Int64? {
+    let count = sluice_bench_allocation_requests()
+    return count < 0 ? nil : count
 }
 
 /// The median (the mean of the two middle values for an even count); 0 for no values.

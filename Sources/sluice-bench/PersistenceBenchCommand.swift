@@ -129,7 +129,7 @@ struct PersistenceBenchCommand: AsyncParsableCommand {
             plainRates.append(before)
             plainCPU.append(first.cpuPerMessage)
             progress("  round \(round): non-persistent entities: \(grouped(before)) msgs/s, "
-                + "\(fixed(first.cpuPerMessage, 1)) CPU µs/msg")
+                + "\(fixed(first.cpuPerMessage, 1)) CPU µs/msg\(allocationNote(first))")
             for kind in kinds {
                 let run: Measurement
                 switch kind.key {
@@ -162,8 +162,8 @@ struct PersistenceBenchCommand: AsyncParsableCommand {
                 plainCPU.append(next.cpuPerMessage)
                 let ratio = rate / ((before + after) / 2)
                 progress("  round \(round): \(kind.name): \(grouped(rate)) msgs/s, \(fixed(ratio, 2))x, "
-                    + "\(fixed(run.cpuPerMessage, 1)) CPU µs/msg (non-persistent \(grouped(before)) before, "
-                    + "\(grouped(after)) after, \(fixed(next.cpuPerMessage, 1)) CPU µs/msg)")
+                    + "\(fixed(run.cpuPerMessage, 1)) CPU µs/msg\(allocationNote(run)) (non-persistent "
+                    + "\(grouped(before)) before, \(grouped(after)) after, \(fixed(next.cpuPerMessage, 1)) CPU µs/msg)")
                 rates[kind.key, default: []].append(rate)
                 cpu[kind.key, default: []].append(run.cpuPerMessage)
                 ratios[kind.key, default: []].append(ratio)
@@ -266,11 +266,18 @@ struct PersistenceBenchCommand: AsyncParsableCommand {
             return Int(Int64(littleEndian: payload.withUnsafeBytes { $0.loadUnaligned(as: Int64.self) }))
         })
 
+    func allocationNote(_ measurement: Measurement) -> String {
+        measurement.allocationsPerMessage.map { ", \(fixed($0, 1)) allocations/msg" } ?? ""
+    }
+
     struct Measurement {
         var rate: Double
         /// The process's CPU time (all threads, user and system) per message, in microseconds, from the pipeline's
         /// start to its shutdown.
         var cpuPerMessage: Double
+        /// Allocation requests per message over the same span (see ``allocationRequests()``): independent of the
+        /// machine's speed, so two builds compare on a noisy machine.
+        var allocationsPerMessage: Double?
     }
 
     /// Messages per second through `flow` (every message must be processed by its entity).
@@ -280,6 +287,7 @@ struct PersistenceBenchCommand: AsyncParsableCommand {
     ) async throws -> Measurement {
         let failed = AtomicCounter()
         let cpuBefore = processCPUSeconds()
+        let allocationsBefore = allocationRequests()
         let rate = try await measureCommittablePipeline(
             servers, topic: topic, count: messages, logger: Self.logger, settings: handOff,
             stage: flow().map { delivery in
@@ -287,8 +295,11 @@ struct PersistenceBenchCommand: AsyncParsableCommand {
                 return delivery.message.committableOffset
             })
         let cpu = (processCPUSeconds() - cpuBefore) / Double(messages) * 1e6
+        let allocations = allocationRequests().flatMap { after in
+            allocationsBefore.map { Double(after - $0) / Double(messages) }
+        }
         guard failed.value == 0 else { throw BenchError("\(failed.value) messages were not processed by their entity") }
-        return Measurement(rate: rate, cpuPerMessage: cpu)
+        return Measurement(rate: rate, cpuPerMessage: cpu, allocationsPerMessage: allocations)
     }
 
     // MARK: recovery

@@ -117,6 +117,39 @@ private struct Overwriting: Encodable {
     }
 }
 
+/// Where the values of a ``PathTree`` were asked to encode themselves: each one's coding path.
+private final class PathLog {
+    var paths: [[String]] = []
+}
+
+/// Records the coding path its encoder reports.
+private struct PathRecorder: Encodable {
+    let log: PathLog
+    func encode(to encoder: any Encoder) throws {
+        log.paths.append(encoder.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue })
+        var container = encoder.singleValueContainer()
+        try container.encode(0)
+    }
+}
+
+/// Values at several depths, under keys, indexes and nested containers.
+private struct PathTree: Encodable {
+    let log: PathLog
+    private enum CodingKeys: String, CodingKey { case a, b, e }
+    private enum InnerKeys: String, CodingKey { case c, d }
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(PathRecorder(log: log), forKey: .a)
+        var nested = container.nestedContainer(keyedBy: InnerKeys.self, forKey: .b)
+        try nested.encode(PathRecorder(log: log), forKey: .c)
+        var list = nested.nestedUnkeyedContainer(forKey: .d)
+        try list.encode(PathRecorder(log: log))
+        var deeper = list.nestedContainer(keyedBy: InnerKeys.self)
+        try deeper.encode(PathRecorder(log: log), forKey: .c)
+        try container.encode([PathRecorder(log: log), PathRecorder(log: log)], forKey: .e)
+    }
+}
+
 @Suite("Compact JSON encoder")
 struct CompactJSONEncoderTests {
     private let encoder = CompactJSONEncoder()
@@ -187,6 +220,14 @@ struct CompactJSONEncoderTests {
                 == #"{"list":[1,2],"meta":{"x":1,"y":2},"scalar":170141183460469231731687303715884105727}"#)
         #expect(try canonical(Data(bytes)) == foundationJSON(ReusedContainers()))
         #expect(String(decoding: try encoder.encode([UInt128.max]), as: UTF8.self) == "[\(UInt128.max)]")
+    }
+
+    /// The full path from the root, as `Encoder.codingPath` is documented. (swift-corelibs-foundation's `JSONEncoder`
+    /// on Linux leaves out the keys of nested containers: `["c"]` for `["b", "c"]`.)
+    @Test func valuesSeeTheirFullCodingPath() throws {
+        let log = PathLog()
+        _ = try encoder.encode(PathTree(log: log))
+        #expect(log.paths == [["a"], ["b", "c"], ["b", "d", "[0]"], ["b", "d", "[1]", "c"], ["e", "[0]"], ["e", "[1]"]])
     }
 
     @Test func keysAreSortedAndALaterValueForAKeyWins() throws {

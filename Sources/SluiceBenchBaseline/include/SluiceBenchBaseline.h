@@ -39,5 +39,6 @@ double sluice_baseline_consume(const char *bootstrap, const char *topic, const c
                                char *errbuf, size_t errlen);
 
 #include "SluiceBenchBridge.h"
+#include "SluiceBenchAllocations.h"
 
 #endif

@@ -20,7 +20,7 @@ import Foundation
 /// One detail differs, and `JSONDecoder` reads both forms: slashes are not escaped.
 struct CompactJSONEncoder: Sendable {
     func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
-        let root = try JSONTreeEncoder.box(value, codingPath: [])
+        let root = try JSONTreeEncoder.box(value, path: JSONPath())
         var output: [UInt8] = []
         output.reserveCapacity(64)
         root.write(to: &output)
@@ -56,16 +56,24 @@ private enum JSONNode {
             output.append(UInt8(ascii: "]"))
         case .object(let object):
             output.append(UInt8(ascii: "{"))
-            for (index, entry) in object.sortedEntries().enumerated() {
-                if index > 0 { output.append(UInt8(ascii: ",")) }
-                Self.writeString(entry.key, to: &output)
-                output.append(UInt8(ascii: ":"))
-                entry.value.write(to: &output)
+            if let single = object.single {
+                Self.writeEntry(single, to: &output)
+            } else {
+                for (index, entry) in object.sortedEntries().enumerated() {
+                    if index > 0 { output.append(UInt8(ascii: ",")) }
+                    Self.writeEntry(entry, to: &output)
+                }
             }
             output.append(UInt8(ascii: "}"))
         case .deferred(let encoder):
             (encoder.node ?? .object(JSONObjectNode())).write(to: &output)
         }
+    }
+
+    private static func writeEntry(_ entry: (key: String, value: JSONNode), to output: inout [UInt8]) {
+        writeString(entry.key, to: &output)
+        output.append(UInt8(ascii: ":"))
+        entry.value.write(to: &output)
     }
 
     private static let hexDigits = Array("0123456789abcdef".utf8)
@@ -98,19 +106,28 @@ private final class JSONArrayNode {
 }
 
 private final class JSONObjectNode {
-    var entries: [(key: String, value: JSONNode)] = []
+    /// The first entry set: most objects have one (an enum case, a wrapper), and it needs no array.
+    private var first: (key: String, value: JSONNode)?
+    /// The entries set after the first, in order.
+    private var rest: [(key: String, value: JSONNode)] = []
 
     func set(_ key: String, _ value: JSONNode) {
-        entries.append((key, value))
+        if first == nil { first = (key, value) } else { rest.append((key, value)) }
     }
 
     /// The value set last for `key`, if any.
     func last(_ key: String) -> JSONNode? {
-        entries.last { $0.key == key }?.value
+        if let entry = rest.last(where: { $0.key == key }) { return entry.value }
+        return first?.key == key ? first?.value : nil
     }
+
+    /// The only entry, when there is exactly one.
+    var single: (key: String, value: JSONNode)? { rest.isEmpty ? first : nil }
 
     /// Entries in key order, the last value of a key winning (as in `JSONEncoder`, whose objects are dictionaries).
     func sortedEntries() -> [(key: String, value: JSONNode)] {
+        guard let first else { return [] }
+        let entries = [first] + rest
         if entries.count < 2 { return entries }
         // Stable by position among equal keys, so the last one of a key can be kept.
         let ordered = entries.enumerated().sorted { ($0.element.key, $0.offset) < ($1.element.key, $1.offset) }
@@ -127,19 +144,41 @@ private final class JSONObjectNode {
     }
 }
 
+/// A coding path, made into an array only when asked for (by a value that reads it, or for an error): the path of
+/// the parent and the last key. Containers and values one level deep then cost no array at all.
+private struct JSONPath {
+    private let parent: [any CodingKey]
+    private let last: (any CodingKey)?
+
+    init() {
+        parent = []
+        last = nil
+    }
+
+    private init(parent: [any CodingKey], last: any CodingKey) {
+        self.parent = parent
+        self.last = last
+    }
+
+    var keys: [any CodingKey] { last.map { parent + [$0] } ?? parent }
+
+    func appending(_ key: any CodingKey) -> JSONPath { JSONPath(parent: keys, last: key) }
+}
+
 /// The `Encoder` a value encodes itself into; its result is ``node``.
 private final class JSONTreeEncoder: Encoder {
-    let codingPath: [any CodingKey]
+    let path: JSONPath
+    var codingPath: [any CodingKey] { path.keys }
     var userInfo: [CodingUserInfoKey: Any] { [:] }
     /// What the value encoded as; `nil` while it encoded nothing.
     var node: JSONNode?
 
-    init(codingPath: [any CodingKey]) {
-        self.codingPath = codingPath
+    init(path: JSONPath) {
+        self.path = path
     }
 
     /// Encodes `value` into a node: the special types as `JSONEncoder` writes them, everything else by itself.
-    static func box<T: Encodable>(_ value: T, codingPath: [any CodingKey]) throws -> JSONNode {
+    static func box<T: Encodable>(_ value: T, path: JSONPath) throws -> JSONNode {
         if T.self == Data.self {
             return .string((value as! Data).base64EncodedString())
         }
@@ -150,11 +189,11 @@ private final class JSONTreeEncoder: Encoder {
             let decimal = value as! Decimal
             guard !decimal.isNaN else {
                 throw EncodingError.invalidValue(
-                    decimal, EncodingError.Context(codingPath: codingPath, debugDescription: "Unable to encode Decimal.nan directly in JSON."))
+                    decimal, EncodingError.Context(codingPath: path.keys, debugDescription: "Unable to encode Decimal.nan directly in JSON."))
             }
             return .number(decimal.description)
         }
-        let encoder = JSONTreeEncoder(codingPath: codingPath)
+        let encoder = JSONTreeEncoder(path: path)
         try value.encode(to: encoder)
         return encoder.node ?? .object(JSONObjectNode())
     }
@@ -167,7 +206,7 @@ private final class JSONTreeEncoder: Encoder {
             object = JSONObjectNode()
             node = .object(object)
         }
-        return KeyedEncodingContainer(JSONKeyedContainer<Key>(object: object, codingPath: codingPath))
+        return KeyedEncodingContainer(JSONKeyedContainer<Key>(object: object, path: path))
     }
 
     func unkeyedContainer() -> any UnkeyedEncodingContainer {
@@ -178,7 +217,7 @@ private final class JSONTreeEncoder: Encoder {
             array = JSONArrayNode()
             node = .array(array)
         }
-        return JSONUnkeyedContainer(array: array, codingPath: codingPath)
+        return JSONUnkeyedContainer(array: array, path: path)
     }
 
     func singleValueContainer() -> any SingleValueEncodingContainer {
@@ -191,13 +230,13 @@ private enum JSONNumber {
     static func integer<T: BinaryInteger & CustomStringConvertible>(_ value: T) -> JSONNode { .number(value.description) }
 
     static func floatingPoint<T: BinaryFloatingPoint & CustomStringConvertible>(
-        _ value: T, codingPath: [any CodingKey]
+        _ value: T, path: @autoclosure () -> JSONPath
     ) throws -> JSONNode {
         guard value.isFinite else {
             throw EncodingError.invalidValue(
                 value,
                 EncodingError.Context(
-                    codingPath: codingPath,
+                    codingPath: path().keys,
                     debugDescription: "Unable to encode \(T.self).\(value) directly in JSON."))
         }
         // Integral values without ".0", as `JSONEncoder` writes them (1.0 is `1`, -0.0 is `-0`).
@@ -227,18 +266,19 @@ private struct JSONSuperKey: CodingKey {
 
 private struct JSONKeyedContainer<Key: CodingKey>: KeyedEncodingContainerProtocol {
     let object: JSONObjectNode
-    let codingPath: [any CodingKey]
+    let path: JSONPath
+    var codingPath: [any CodingKey] { path.keys }
 
-    private func path(_ key: Key) -> [any CodingKey] { codingPath + [key] }
+    private func path(_ key: Key) -> JSONPath { path.appending(key) }
 
     mutating func encodeNil(forKey key: Key) throws { object.set(key.stringValue, .null) }
     mutating func encode(_ value: Bool, forKey key: Key) throws { object.set(key.stringValue, .bool(value)) }
     mutating func encode(_ value: String, forKey key: Key) throws { object.set(key.stringValue, .string(value)) }
     mutating func encode(_ value: Double, forKey key: Key) throws {
-        object.set(key.stringValue, try JSONNumber.floatingPoint(value, codingPath: path(key)))
+        object.set(key.stringValue, try JSONNumber.floatingPoint(value, path: path(key)))
     }
     mutating func encode(_ value: Float, forKey key: Key) throws {
-        object.set(key.stringValue, try JSONNumber.floatingPoint(value, codingPath: path(key)))
+        object.set(key.stringValue, try JSONNumber.floatingPoint(value, path: path(key)))
     }
     mutating func encode(_ value: Int, forKey key: Key) throws { object.set(key.stringValue, JSONNumber.integer(value)) }
     mutating func encode(_ value: Int8, forKey key: Key) throws { object.set(key.stringValue, JSONNumber.integer(value)) }
@@ -253,7 +293,7 @@ private struct JSONKeyedContainer<Key: CodingKey>: KeyedEncodingContainerProtoco
     mutating func encode(_ value: Int128, forKey key: Key) throws { object.set(key.stringValue, JSONNumber.integer(value)) }
     mutating func encode(_ value: UInt128, forKey key: Key) throws { object.set(key.stringValue, JSONNumber.integer(value)) }
     mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws {
-        object.set(key.stringValue, try JSONTreeEncoder.box(value, codingPath: path(key)))
+        object.set(key.stringValue, try JSONTreeEncoder.box(value, path: path(key)))
     }
 
     /// Asking twice for a nested container under one key gives the same container (as `JSONEncoder` does).
@@ -267,7 +307,7 @@ private struct JSONKeyedContainer<Key: CodingKey>: KeyedEncodingContainerProtoco
             nested = JSONObjectNode()
             object.set(key.stringValue, .object(nested))
         }
-        return KeyedEncodingContainer(JSONKeyedContainer<NestedKey>(object: nested, codingPath: path(key)))
+        return KeyedEncodingContainer(JSONKeyedContainer<NestedKey>(object: nested, path: path(key)))
     }
 
     mutating func nestedUnkeyedContainer(forKey key: Key) -> any UnkeyedEncodingContainer {
@@ -278,17 +318,17 @@ private struct JSONKeyedContainer<Key: CodingKey>: KeyedEncodingContainerProtoco
             nested = JSONArrayNode()
             object.set(key.stringValue, .array(nested))
         }
-        return JSONUnkeyedContainer(array: nested, codingPath: path(key))
+        return JSONUnkeyedContainer(array: nested, path: path(key))
     }
 
     mutating func superEncoder() -> any Encoder {
-        let encoder = JSONTreeEncoder(codingPath: codingPath + [JSONSuperKey()])
+        let encoder = JSONTreeEncoder(path: path.appending(JSONSuperKey()))
         object.set("super", .deferred(encoder))
         return encoder
     }
 
     mutating func superEncoder(forKey key: Key) -> any Encoder {
-        let encoder = JSONTreeEncoder(codingPath: path(key))
+        let encoder = JSONTreeEncoder(path: path(key))
         object.set(key.stringValue, .deferred(encoder))
         return encoder
     }
@@ -296,19 +336,20 @@ private struct JSONKeyedContainer<Key: CodingKey>: KeyedEncodingContainerProtoco
 
 private struct JSONUnkeyedContainer: UnkeyedEncodingContainer {
     let array: JSONArrayNode
-    let codingPath: [any CodingKey]
+    let path: JSONPath
+    var codingPath: [any CodingKey] { path.keys }
     var count: Int { array.elements.count }
 
-    private var nextPath: [any CodingKey] { codingPath + [JSONIndexKey(array.elements.count)] }
+    private var nextPath: JSONPath { path.appending(JSONIndexKey(array.elements.count)) }
 
     mutating func encodeNil() throws { array.elements.append(.null) }
     mutating func encode(_ value: Bool) throws { array.elements.append(.bool(value)) }
     mutating func encode(_ value: String) throws { array.elements.append(.string(value)) }
     mutating func encode(_ value: Double) throws {
-        array.elements.append(try JSONNumber.floatingPoint(value, codingPath: nextPath))
+        array.elements.append(try JSONNumber.floatingPoint(value, path: nextPath))
     }
     mutating func encode(_ value: Float) throws {
-        array.elements.append(try JSONNumber.floatingPoint(value, codingPath: nextPath))
+        array.elements.append(try JSONNumber.floatingPoint(value, path: nextPath))
     }
     mutating func encode(_ value: Int) throws { array.elements.append(JSONNumber.integer(value)) }
     mutating func encode(_ value: Int8) throws { array.elements.append(JSONNumber.integer(value)) }
@@ -323,26 +364,26 @@ private struct JSONUnkeyedContainer: UnkeyedEncodingContainer {
     mutating func encode(_ value: Int128) throws { array.elements.append(JSONNumber.integer(value)) }
     mutating func encode(_ value: UInt128) throws { array.elements.append(JSONNumber.integer(value)) }
     mutating func encode<T: Encodable>(_ value: T) throws {
-        array.elements.append(try JSONTreeEncoder.box(value, codingPath: nextPath))
+        array.elements.append(try JSONTreeEncoder.box(value, path: nextPath))
     }
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type) -> KeyedEncodingContainer<NestedKey> {
-        let path = nextPath
+        let elementPath = nextPath
         let nested = JSONObjectNode()
         array.elements.append(.object(nested))
-        return KeyedEncodingContainer(JSONKeyedContainer<NestedKey>(object: nested, codingPath: path))
+        return KeyedEncodingContainer(JSONKeyedContainer<NestedKey>(object: nested, path: elementPath))
     }
 
     mutating func nestedUnkeyedContainer() -> any UnkeyedEncodingContainer {
-        let path = nextPath
+        let elementPath = nextPath
         let nested = JSONArrayNode()
         array.elements.append(.array(nested))
-        return JSONUnkeyedContainer(array: nested, codingPath: path)
+        return JSONUnkeyedContainer(array: nested, path: elementPath)
     }
 
     mutating func superEncoder() -> any Encoder {
         // The element's place is taken now (later elements go after it); its value is read when it is written.
-        let encoder = JSONTreeEncoder(codingPath: nextPath)
+        let encoder = JSONTreeEncoder(path: nextPath)
         array.elements.append(.deferred(encoder))
         return encoder
     }
@@ -357,8 +398,8 @@ private struct JSONSingleValueContainer: SingleValueEncodingContainer {
     mutating func encodeNil() throws { set(.null) }
     mutating func encode(_ value: Bool) throws { set(.bool(value)) }
     mutating func encode(_ value: String) throws { set(.string(value)) }
-    mutating func encode(_ value: Double) throws { set(try JSONNumber.floatingPoint(value, codingPath: codingPath)) }
-    mutating func encode(_ value: Float) throws { set(try JSONNumber.floatingPoint(value, codingPath: codingPath)) }
+    mutating func encode(_ value: Double) throws { set(try JSONNumber.floatingPoint(value, path: encoder.path)) }
+    mutating func encode(_ value: Float) throws { set(try JSONNumber.floatingPoint(value, path: encoder.path)) }
     mutating func encode(_ value: Int) throws { set(JSONNumber.integer(value)) }
     mutating func encode(_ value: Int8) throws { set(JSONNumber.integer(value)) }
     mutating func encode(_ value: Int16) throws { set(JSONNumber.integer(value)) }
@@ -372,6 +413,6 @@ private struct JSONSingleValueContainer: SingleValueEncodingContainer {
     mutating func encode(_ value: Int128) throws { set(JSONNumber.integer(value)) }
     mutating func encode(_ value: UInt128) throws { set(JSONNumber.integer(value)) }
     mutating func encode<T: Encodable>(_ value: T) throws {
-        set(try JSONTreeEncoder.box(value, codingPath: codingPath))
+        set(try JSONTreeEncoder.box(value, path: encoder.path))
     }
 }
