@@ -5,6 +5,18 @@ struct SQLiteFailure: Error, CustomStringConvertible {
     var code: Int32
     var message: String
     var description: String { "SQLite error \(code): \(message)" }
+
+    /// Runs `body`, whose errors are SQLite failures passed through untyped `rethrows` closures (such as
+    /// `String.withUTF8`'s), giving them their type back.
+    static func catching<Value>(_ body: () throws -> Value) throws(SQLiteFailure) -> Value {
+        do {
+            return try body()
+        } catch let failure as SQLiteFailure {
+            throw failure
+        } catch {
+            throw SQLiteFailure(code: SQLITE_ERROR, message: "\(error)")
+        }
+    }
 }
 
 /// One SQLite connection. Not thread-safe: the journal uses it only from its writer thread (opened with
@@ -123,6 +135,21 @@ final class SQLiteStatement {
             }
         }
         try check(status)
+    }
+
+    /// Binds text that SQLite reads where it is (`SQLITE_STATIC`), without a copy: the caller keeps the bytes alive
+    /// and unchanged until the statement is reset (``run()`` resets it).
+    func bindInPlace(_ index: Int32, text: UnsafeBufferPointer<UInt8>) throws(SQLiteFailure) {
+        guard let base = text.baseAddress, text.count > 0 else { return try bind(index, "") }
+        let characters = UnsafeRawPointer(base).assumingMemoryBound(to: CChar.self)
+        try check(sqlite3_bind_text(handle, index, characters, Int32(text.count), nil))
+    }
+
+    /// Binds a blob that SQLite reads where it is (`SQLITE_STATIC`), without a copy; same rule as
+    /// ``bindInPlace(_:text:)``. An empty blob is bound as an empty blob, not NULL.
+    func bindInPlace(_ index: Int32, blob: UnsafeRawBufferPointer) throws(SQLiteFailure) {
+        guard let base = blob.baseAddress, blob.count > 0 else { return try check(sqlite3_bind_zeroblob(handle, index, 0)) }
+        try check(sqlite3_bind_blob(handle, index, base, Int32(blob.count), nil))
     }
 
     /// Steps once: `true` when a row is available, `false` when done.

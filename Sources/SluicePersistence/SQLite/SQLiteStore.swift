@@ -178,23 +178,10 @@ final class SQLiteStore {
                     + "is stale; restart the entity to recover its state")
         }
         for event in append.events {
+            // The append's input offset goes on its last event (the others keep NULL).
+            let offset = event.sequenceNumber == append.events.last?.sequenceNumber ? append.inputOffset : nil
             try storage(id, event.sequenceNumber) { () throws(SQLiteFailure) in
-                let statement = try database.prepared(
-                    """
-                    INSERT INTO events (entity_type, entity_id, sequence_nr, manifest, version, payload, checksum,
-                        input_topic, input_partition, input_offset)
-                    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                    """)
-                try Self.bindRow(
-                    statement, id: id, sequenceNumber: event.sequenceNumber, manifest: event.manifest,
-                    version: event.version, payload: event.payload)
-                // The append's input offset goes on its last event (the others keep NULL, the cleared binding).
-                if let offset = append.inputOffset, event.sequenceNumber == append.events.last?.sequenceNumber {
-                    try statement.bind(8, offset.topic)
-                    try statement.bind(9, Int64(offset.partition))
-                    try statement.bind(10, offset.offset)
-                }
-                try statement.run()
+                try insertEvent(event, of: id, inputOffset: offset)
             }
         }
         if append.events.isEmpty, let offset = append.inputOffset {
@@ -211,6 +198,52 @@ final class SQLiteStore {
             } else {
                 transactionUndo.append((id, nil))
                 self.highest[id] = last.sequenceNumber
+            }
+        }
+    }
+
+    /// Inserts one event row. Its texts and payload are bound in place (``SQLiteStatement/bindInPlace(_:text:)``):
+    /// copying them, as a plain bind does, cost a `malloc` and a copy per parameter on the writer thread, five per
+    /// event; the statement runs (and is reset) while the strings and the array are borrowed.
+    private func insertEvent(_ event: JournalEvent, of id: PersistenceID, inputOffset: InputOffset?)
+        throws(SQLiteFailure)
+    {
+        let statement = try database.prepared(
+            """
+            INSERT INTO events (entity_type, entity_id, sequence_nr, manifest, version, payload, checksum,
+                input_topic, input_partition, input_offset)
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+            """)
+        var (type, entityID, manifest) = (id.entityType, id.entityID, event.manifest)
+        var topic = inputOffset?.topic ?? ""
+        let checksum = Checksum.of(
+            sequenceNumber: event.sequenceNumber, version: event.version, manifest: event.manifest,
+            payload: event.payload)
+        try SQLiteFailure.catching {
+            try type.withUTF8 { type in
+                try entityID.withUTF8 { entityID in
+                    try manifest.withUTF8 { manifest in
+                        try topic.withUTF8 { topic in
+                            try event.payload.withUnsafeBytes { payload in
+                                // Whatever happens, no binding outlives the borrowed bytes.
+                                defer { statement.reset() }
+                                try statement.bindInPlace(1, text: type)
+                                try statement.bindInPlace(2, text: entityID)
+                                try statement.bind(3, event.sequenceNumber)
+                                try statement.bindInPlace(4, text: manifest)
+                                try statement.bind(5, Int64(event.version))
+                                try statement.bindInPlace(6, blob: payload)
+                                try statement.bind(7, checksum)
+                                if let inputOffset {
+                                    try statement.bindInPlace(8, text: topic)
+                                    try statement.bind(9, Int64(inputOffset.partition))
+                                    try statement.bind(10, inputOffset.offset)
+                                }
+                                try statement.run()
+                            }
+                        }
+                    }
+                }
             }
         }
     }
