@@ -27,7 +27,18 @@ public struct KafkaPartitioner: Hashable, Sendable, CustomStringConvertible {
     /// The partition of `key` among `partitionCount` partitions; `nil` when the key is null (or, for
     /// `consistentRandom`, empty): such messages go to a random partition.
     public func partition(forKey key: [UInt8]?, partitionCount: Int32) -> Int32? {
-        guard partitionCount > 0, let key else { return nil }
+        guard let key else { return nil }
+        return key.withUnsafeBufferPointer { partition(forKeyBytes: $0, partitionCount: partitionCount) }
+    }
+
+    /// The partition of a key that is the UTF-8 of `text` (an entity id, say), without copying it into an array.
+    public func partition(forUTF8Key text: String, partitionCount: Int32) -> Int32? {
+        var text = text
+        return text.withUTF8 { partition(forKeyBytes: $0, partitionCount: partitionCount) }
+    }
+
+    private func partition(forKeyBytes key: UnsafeBufferPointer<UInt8>, partitionCount: Int32) -> Int32? {
+        guard partitionCount > 0 else { return nil }
         switch kind {
         case .consistentRandom:
             guard !key.isEmpty else { return nil }
@@ -46,7 +57,7 @@ enum CRC32 {
         return value
     }
 
-    static func checksum(_ bytes: [UInt8]) -> UInt32 {
+    static func checksum(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt32 {
         var crc: UInt32 = 0xFFFF_FFFF
         for byte in bytes { crc = table[Int((crc ^ UInt32(byte)) & 0xFF)] ^ (crc >> 8) }
         return crc ^ 0xFFFF_FFFF
@@ -55,7 +66,7 @@ enum CRC32 {
 
 /// Kafka's murmur2 (seed 0x9747b28c), as the Java client's `Utils.murmur2` and librdkafka's `rd_murmur2`.
 enum Murmur2 {
-    static func hash(_ data: [UInt8]) -> UInt32 {
+    static func hash(_ data: UnsafeBufferPointer<UInt8>) -> UInt32 {
         let seed: UInt32 = 0x9747_b28c
         let m: UInt32 = 0x5bd1_e995
         let r: UInt32 = 24

@@ -29,4 +29,18 @@ struct PartitionerTests {
         #expect(KafkaPartitioner.consistentRandom.partition(forKey: [], partitionCount: 4) == nil)
         #expect(KafkaPartitioner(librdkafkaName: "murmur2_random") == .murmur2Random)
     }
+
+    @Test("a text key is partitioned as its UTF-8 bytes")
+    func textKeysAreTheirUTF8() {
+        let texts = ["", "a", "user-42", "entity|with/odd%chars", "héllo wörld ✓ 🎉", String(repeating: "x", count: 333)]
+        for text in texts {
+            for partitioner in [KafkaPartitioner.consistentRandom, .murmur2Random] {
+                for partitions: Int32 in [0, 1, 3, 12] {
+                    #expect(
+                        partitioner.partition(forUTF8Key: text, partitionCount: partitions)
+                            == partitioner.partition(forKey: Array(text.utf8), partitionCount: partitions))
+                }
+            }
+        }
+    }
 }

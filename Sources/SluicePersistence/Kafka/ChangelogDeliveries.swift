@@ -2,12 +2,14 @@ import SluiceKafka
 import Synchronization
 
 /// The changelog producer's delivery receiver: each append's records carry the append's tag, the index of a slot
-/// that holds the append's ``DeliveryCollector`` until every record of it was reported. One lock per delivery batch,
-/// no closure or allocation per record.
+/// that counts the append's reports and holds its completion until every record of it was reported. One lock per
+/// delivery batch; no closure, object or lock per record, and none per append besides its completion.
 final class AppendDeliveries: KafkaDeliveryReceiver {
     private struct Entry {
-        let collector: DeliveryCollector
+        let completion: @Sendable (String?) -> Void
         var remaining: Int
+        /// The first record's failure, if one failed.
+        var failure: String?
     }
     private struct State {
         var entries: [Entry?] = []
@@ -15,10 +17,11 @@ final class AppendDeliveries: KafkaDeliveryReceiver {
     }
     private let state = Mutex(State())
 
-    /// Takes an append of `records` records; send them with the returned tag.
-    func add(_ collector: DeliveryCollector, records: Int) -> UInt64 {
+    /// Takes an append of `records` records (at least one); send them with the returned tag. `completion` is called
+    /// once, after the last record was reported, with the first failure (`nil` when every record was stored).
+    func add(records: Int, completion: @escaping @Sendable (String?) -> Void) -> UInt64 {
         state.withLock { state in
-            let entry = Entry(collector: collector, remaining: records)
+            let entry = Entry(completion: completion, remaining: records)
             if let index = state.free.popLast() {
                 state.entries[index] = entry
                 return UInt64(index)
@@ -30,81 +33,72 @@ final class AppendDeliveries: KafkaDeliveryReceiver {
 
     /// The last `records` records of the append `tag` will not be sent: they fail it.
     func abandon(_ tag: UInt64, records: Int, error: String) {
-        let collector = state.withLock { state in Self.count(tag, records: records, in: &state) }
-        collector?.complete(records, failure: error)
+        let finished = state.withLock { state in Self.count(tag, records: records, failure: error, in: &state) }
+        if let (completion, failure) = finished { completion(failure) }
     }
 
     func receiveDeliveries(_ deliveries: [KafkaDelivery]) {
-        var reports: [(DeliveryCollector, String?)] = []
-        reports.reserveCapacity(deliveries.count)
+        var finished: [(@Sendable (String?) -> Void, String?)] = []
         state.withLock { state in
             for delivery in deliveries {
-                guard let collector = Self.count(delivery.tag, records: 1, in: &state) else { continue }
-                switch delivery.result {
-                case .success: reports.append((collector, nil))
-                case .failure(let error): reports.append((collector, "\(error)"))
-                }
+                let failure: String? =
+                    switch delivery.result {
+                    case .success: nil
+                    case .failure(let error): "\(error)"
+                    }
+                if let done = Self.count(delivery.tag, records: 1, failure: failure, in: &state) { finished.append(done) }
             }
         }
-        for (collector, failure) in reports { collector.complete(1, failure: failure) }
+        for (completion, failure) in finished { completion(failure) }
     }
 
-    /// Counts records of `tag` as done; frees its slot after its last record. Returns its collector.
-    private static func count(_ tag: UInt64, records: Int, in state: inout State) -> DeliveryCollector? {
+    /// Counts records of `tag` as reported; frees its slot after its last record and returns its completion with the
+    /// append's first failure.
+    private static func count(_ tag: UInt64, records: Int, failure: String?, in state: inout State)
+        -> (@Sendable (String?) -> Void, String?)?
+    {
         let index = Int(tag)
         guard index < state.entries.count, var entry = state.entries[index] else { return nil }
         entry.remaining -= records
-        if entry.remaining <= 0 {
-            state.entries[index] = nil
-            state.free.append(index)
-        } else {
+        if entry.failure == nil { entry.failure = failure }
+        guard entry.remaining <= 0 else {
             state.entries[index] = entry
+            return nil
         }
-        return entry.collector
+        state.entries[index] = nil
+        state.free.append(index)
+        return (entry.completion, entry.failure)
     }
 }
 
-/// Counts the delivery reports of a group of records. When the last one arrived, with the first failure (or `nil`
-/// when every record was acknowledged), it calls its completion or resumes whoever waits (``wait()``).
-final class DeliveryCollector: Sendable {
+/// Waits for an append's outcome in a task (the way of appends with a snapshot, and of appends that met a full
+/// queue): ``AppendDeliveries`` reports it once, with the first failure or `nil`.
+final class DeliveryOutcome: Sendable {
     private struct State {
-        var remaining: Int
-        var failure: String?
+        var outcome: String??
         var waiter: CheckedContinuation<String?, Never>?
     }
-    private let state: Mutex<State>
-    private let completion: (@Sendable (String?) -> Void)?
+    private let state = Mutex(State())
 
-    init(count: Int, completion: (@Sendable (String?) -> Void)? = nil) {
-        state = Mutex(State(remaining: count))
-        self.completion = completion
-    }
-
-    /// Counts `count` records as reported: acknowledged (`failure` nil) or failed, or never sent.
-    func complete(_ count: Int, failure: String?) {
-        let (finished, outcome, waiter) = state.withLock { state in
-            let wasDone = state.remaining <= 0
-            state.remaining -= count
-            if state.failure == nil, let failure { state.failure = failure }
-            let finished = !wasDone && state.remaining <= 0
-            defer { if finished { state.waiter = nil } }
-            return (finished, state.failure, finished ? state.waiter : nil)
+    /// Records the outcome (the first failure, or `nil` when every record was stored) and resumes the waiter.
+    func report(_ failure: String?) {
+        let waiter = state.withLock { state in
+            state.outcome = .some(failure)
+            defer { state.waiter = nil }
+            return state.waiter
         }
-        guard finished else { return }
-        completion?(outcome)
-        waiter?.resume(returning: outcome)
+        waiter?.resume(returning: failure)
     }
 
-    /// The first failure, or `nil` once every record was acknowledged.
+    /// The first failure, or `nil` once every record was stored.
     func wait() async -> String? {
         await withCheckedContinuation { continuation in
-            let done = state.withLock { state -> Bool in
-                if state.remaining <= 0 { return true }
+            let known: String?? = state.withLock { state in
+                if let outcome = state.outcome { return .some(outcome) }
                 state.waiter = continuation
-                return false
+                return .none
             }
-            if done { continuation.resume(returning: state.withLock { $0.failure }) }
+            if let known { continuation.resume(returning: known) }
         }
     }
 }
-

@@ -195,7 +195,7 @@ public final class KafkaChangelogJournal: Journal {
     /// randomly, goes to partition 0).
     public func partition(of id: PersistenceID) -> Int32 {
         if let placed = placement?(id), placed >= 0, placed < partitionCount { return placed }
-        return partitioner.partition(forKey: Array(id.entityID.utf8), partitionCount: partitionCount) ?? 0
+        return partitioner.partition(forUTF8Key: id.entityID, partitionCount: partitionCount) ?? 0
     }
 
     /// The partitions restored and serving their entities.
@@ -397,10 +397,10 @@ public final class KafkaChangelogJournal: Journal {
     // MARK: - Journal
 
     public func append(_ append: JournalAppend) async throws(PersistenceError) {
-        let prepared = try prepare(append)
+        let (prepared, messages) = try prepare(append)
         let (id, partition, generation) = (prepared.id, prepared.partition, prepared.generation)
         try await deliver(
-            prepared.messages, id: id, sequenceNumber: prepared.first, partition: partition, generation: generation)
+            messages, id: id, sequenceNumber: prepared.first, partition: partition, generation: generation)
         if let snapshot = append.snapshot {
             // After the events: a snapshot is never stored without the events it folds.
             let record = ChangelogValue.SnapshotRecord(snapshot: snapshot, inputOffsets: prepared.offsetsAfter)
@@ -420,8 +420,9 @@ public final class KafkaChangelogJournal: Journal {
     public func submit(_ append: JournalAppend, completion: @escaping @Sendable (PersistenceError?) -> Void) {
         guard append.snapshot == nil else { return submitInTask(append, completion: completion) }
         let prepared: PreparedAppend
+        let messages: [KafkaProducerMessage]
         do throws(PersistenceError) {
-            prepared = try prepare(append)
+            (prepared, messages) = try prepare(append)
         } catch {
             return completion(error)
         }
@@ -440,32 +441,31 @@ public final class KafkaChangelogJournal: Journal {
             }
         }
         // Nothing to write (no events, no input offset): stored as it is.
-        guard !prepared.messages.isEmpty else { return stored(nil) }
-        let collector = DeliveryCollector(count: prepared.messages.count, completion: stored)
-        let tag = deliveries.add(collector, records: prepared.messages.count)
-        for (index, message) in prepared.messages.enumerated() {
+        guard !messages.isEmpty else { return stored(nil) }
+        let tag = deliveries.add(records: messages.count, completion: stored)
+        for (index, message) in messages.enumerated() {
             let accepted: Bool
             do {
                 accepted = try producer.trySend(message, route: deliveryRoute, tag: tag)
             } catch {
-                return deliveries.abandon(tag, records: prepared.messages.count - index, error: "\(error)")
+                return deliveries.abandon(tag, records: messages.count - index, error: "\(error)")
             }
             guard accepted else {
                 // librdkafka's queue is full: wait for room in a task, for this record and the ones after it.
-                let rest = Array(prepared.messages[index...])
+                let rest = Array(messages[index...])
                 Task { await self.send(rest, tag: tag) }
                 return
             }
         }
     }
 
-    /// An append whose sequence numbers are reserved and whose records are made.
+    /// An append whose sequence numbers are reserved (its records are made alongside, and not kept here: this is
+    /// what the append's completion holds until its records are reported).
     private struct PreparedAppend: Sendable {
         let id: PersistenceID
         let partition: Int32
         let generation: UInt64
         let first: Int64?
-        let messages: [KafkaProducerMessage]
         /// The entity's input offsets once this append is stored, for an offsets record or a snapshot record (empty
         /// when the append has events and no snapshot: its records carry only its own offset).
         let offsetsAfter: [InputOffset]
@@ -474,7 +474,9 @@ public final class KafkaChangelogJournal: Journal {
 
     /// Checks the append, reserves its sequence numbers (the in-process conflict check) and makes its event records
     /// (or an offsets record for an append of an input offset alone).
-    private func prepare(_ append: JournalAppend) throws(PersistenceError) -> PreparedAppend {
+    private func prepare(_ append: JournalAppend) throws(PersistenceError)
+        -> (PreparedAppend, messages: [KafkaProducerMessage])
+    {
         try append.validateSequenceNumbers(journal: name)
         let id = append.persistenceID
         let partition = partition(of: id)
@@ -517,9 +519,10 @@ public final class KafkaChangelogJournal: Journal {
         if append.events.isEmpty, append.inputOffset != nil {
             messages.append(message(ChangelogKey(id, .offsets), .offsets(offsetsAfter), partition))
         }
-        return PreparedAppend(
-            id: id, partition: partition, generation: generation, first: first, messages: messages,
-            offsetsAfter: offsetsAfter, append: append)
+        let prepared = PreparedAppend(
+            id: id, partition: partition, generation: generation, first: first, offsetsAfter: offsetsAfter,
+            append: append)
+        return (prepared, messages)
     }
 
     /// Records a stored append in the journal's state (what reads and the next appends see).
@@ -648,9 +651,9 @@ public final class KafkaChangelogJournal: Journal {
         generation: UInt64
     ) async throws(PersistenceError) {
         guard !messages.isEmpty else { return }
-        let collector = DeliveryCollector(count: messages.count)
-        await send(messages, tag: deliveries.add(collector, records: messages.count))
-        guard let failure = await collector.wait() else { return }
+        let outcome = DeliveryOutcome()
+        await send(messages, tag: deliveries.add(records: messages.count, completion: outcome.report))
+        guard let failure = await outcome.wait() else { return }
         throw failed(id: id, sequenceNumber: sequenceNumber, partition: partition, generation: generation, reason: failure)
     }
 

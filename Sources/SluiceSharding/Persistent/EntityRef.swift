@@ -59,7 +59,7 @@ public struct EntityRef<Command: Codable & Sendable, Reply: Codable & Sendable>:
     /// The entity's partition of the input topic.
     public func partition() async throws(EntityMessagingError) -> Int32 {
         let count = try await messenger.partitionCount(of: inputTopic)
-        return partitioner.partition(forKey: Array(entityID.utf8), partitionCount: count) ?? 0
+        return partitioner.partition(forUTF8Key: entityID, partitionCount: count) ?? 0
     }
 
     /// Sends `command` to the entity; returns once it is durable (see the type's guarantees).
