@@ -213,20 +213,28 @@ enum ConnectorReader {
         return .map(MapProcessorConfiguration(select: select, set: set, drop: drop))
     }
 
-    /// `state: { store: sqlite, path: … }` or `state: { store: kafka, topic: … }`.
+    /// `state: { store: sqlite, path: … }` or `state: { store: kafka, topic: …, linger: … }`.
     private static func readStateStore(_ reader: MappingReader) -> StateStoreConfiguration? {
         let store = reader.choice("store", ["sqlite": "sqlite", "kafka": "kafka"]) ?? "sqlite"
         let path = reader.string("path")
         let topic = reader.string("topic")
+        let linger = reader.duration("linger")
         if store == "sqlite", topic != nil {
             reader.report("topic", "'\(reader.child("topic"))' is for 'store: kafka'; an SQLite store takes 'path'")
+        }
+        if store == "sqlite", linger != nil {
+            reader.report(
+                "linger", "'\(reader.child("linger"))' is for 'store: kafka' (its changelog producer); remove it")
+        }
+        if let linger, linger > .seconds(900) {
+            reader.report("linger", "'\(reader.child("linger"))' must be at most 15m (librdkafka's linger.ms limit)")
         }
         if store == "kafka", path != nil {
             reader.report("path", "'\(reader.child("path"))' is for 'store: sqlite'; a Kafka store takes 'topic'")
         }
         if let path, path.isEmpty { reader.report("path", "'\(reader.child("path"))' must not be empty") }
         reader.finish()
-        return store == "kafka" ? .kafka(topic: topic) : .sqlite(path: path)
+        return store == "kafka" ? .kafka(topic: topic, linger: linger) : .sqlite(path: path)
     }
 
     private static func readAggregate(_ reader: MappingReader) -> ProcessorConfiguration? {

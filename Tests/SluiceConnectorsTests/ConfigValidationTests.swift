@@ -121,8 +121,9 @@ import Testing
         let sqlite = Self.base.replacingOccurrences(of: "dedupe: { id: .order_id, window: 10m }", with: "dedupe: { id: .order_id, window: 10m, state: {} }")
         let kafka = Self.base.replacingOccurrences(of: "dedupe: { id: .order_id, window: 10m }", with: "dedupe: { id: .order_id, window: 10m, state: { store: kafka, topic: orders-seen } }")
         let path = Self.base.replacingOccurrences(of: "dedupe: { id: .order_id, window: 10m }", with: "dedupe: { id: .order_id, window: 10m, state: { path: /var/lib/sluice/orders.db } }")
+        let linger = Self.base.replacingOccurrences(of: "dedupe: { id: .order_id, window: 10m }", with: "dedupe: { id: .order_id, window: 10m, state: { store: kafka, linger: 50ms } }")
         var stores: [StateStoreConfiguration?] = []
-        for text in [Self.base, sqlite, kafka, path] {
+        for text in [Self.base, sqlite, kafka, path, linger] {
             let connector = try ConfigurationLoader.load(text: text, file: "state.yaml", environment: Self.environment).get().connectors[0]
             guard case .dedupe(let dedupe) = connector.processors[1] else {
                 Issue.record("not a dedupe")
@@ -130,7 +131,27 @@ import Testing
             }
             stores.append(dedupe.state)
         }
-        #expect(stores == [nil, .sqlite(path: nil), .kafka(topic: "orders-seen"), .sqlite(path: "/var/lib/sluice/orders.db")])
+        #expect(
+            stores == [
+                nil, .sqlite(path: nil), .kafka(topic: "orders-seen"), .sqlite(path: "/var/lib/sluice/orders.db"),
+                .kafka(topic: nil, linger: .milliseconds(50)),
+            ])
+    }
+
+    @Test func aStateStoreLingerIsForKafkaAndAtMost15Minutes() throws {
+        for (state, message) in [
+            ("{ linger: 20ms }", "'connectors[0].processors[1].dedupe.state.linger' is for 'store: kafka'"),
+            ("{ store: kafka, linger: 16m }", "'connectors[0].processors[1].dedupe.state.linger' must be at most 15m"),
+            ("{ store: kafka, linger: soon }", "'connectors[0].processors[1].dedupe.state.linger' must be a duration"),
+        ] {
+            let text = Self.base.replacingOccurrences(
+                of: "dedupe: { id: .order_id, window: 10m }", with: "dedupe: { id: .order_id, window: 10m, state: \(state) }")
+            guard case .failure(let error) = ConfigurationLoader.load(text: text, file: "state.yaml", environment: Self.environment) else {
+                Issue.record("\(state) was accepted")
+                continue
+            }
+            #expect(error.diagnostics.contains { $0.message.contains(message) }, "\(error.diagnostics)")
+        }
     }
 
     @Test func secretsNeverAppearInDiagnostics() throws {

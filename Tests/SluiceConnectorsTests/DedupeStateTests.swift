@@ -124,8 +124,10 @@ import Testing
             let group = uniqueTestName("dedupe-state")
             let (directory, path) = try Self.temporaryPath()
             defer { try? FileManager.default.removeItem(at: directory) }
+            // The Kafka store also sets its changelog producer's linger, the way a deployment tuning for throughput
+            // would.
             let state = store == "sqlite"
-                ? "{ store: sqlite, path: \"\(path)\" }" : "{ store: kafka, topic: \(uniqueTestName("seen")) }"
+                ? "{ store: sqlite, path: \"\(path)\" }" : "{ store: kafka, topic: \(uniqueTestName("seen")), linger: 20ms }"
             let yaml = Self.connectorYAML(name: "dedupe-state", topic: topic, group: group, state: state, output: output)
             let bootstrap = try await TestBroker.bootstrapServers().joined(separator: ",")
             func produce(_ ids: [Int]) async throws { try await Self.produceOrders(ids, topic: topic) }

@@ -151,8 +151,10 @@ public enum StateStoreConfiguration: Sendable, Equatable {
     /// defaulting to `sluice-state` under the working directory). State stays on the instance.
     case sqlite(path: String?)
     /// A compacted Kafka changelog topic on the connector's cluster, partitioned like the (single) input topic
-    /// (`topic`; `nil`: `<connector>-dedupe-state`). State moves with its partition between instances.
-    case kafka(topic: String?)
+    /// (`topic`; `nil`: `<connector>-dedupe-state`). State moves with its partition between instances. `linger`: how
+    /// long the changelog producer waits to batch records (`nil`: the journal's default, 5 ms); longer batches cost
+    /// the brokers less, and delay each message's acknowledgement by up to that much when the load is light.
+    case kafka(topic: String?, linger: Duration? = nil)
 }
 
 /// `aggregate:`: per-key tumbling windows over the records' own timestamps.

@@ -47,7 +47,7 @@ final class ProcessorStateStores: Sendable {
                         journals.append(opened)
                         journal = opened
                     }
-                case .kafka(let configured):
+                case .kafka(let configured, let linger):
                     let topic = configured ?? "\(configuration.name)-dedupe-state"
                     if let open = changelogs[topic] {
                         journal = open
@@ -63,6 +63,7 @@ final class ProcessorStateStores: Sendable {
                             client: client, topic: topic, inputTopic: inputTopic)
                         changelog.placement = PersistentDedupe.placement
                         changelog.deleteEventsOnSnapshot = true
+                        if let linger { changelog.linger = linger }
                         let opened = try await KafkaChangelogJournal(changelog, logger: logger)
                         changelogs[topic] = opened
                         journals.append(opened)
