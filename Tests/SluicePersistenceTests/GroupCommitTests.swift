@@ -1,6 +1,7 @@
 import Foundation
 @_spi(Testing) import SluicePersistence
 import SluiceTesting
+import Synchronization
 import Testing
 
 /// The SQLite journal batches appends from many entities into one transaction.
@@ -118,6 +119,31 @@ import Testing
         await fixture.destroy()
     }
 
+    /// A batch whose first attempt failed runs again with a savepoint per write; an append that failed in the first
+    /// attempt only (because of a change the second attempt no longer has) is stored, and must be reported stored.
+    @Test func anAppendThatFailedOnlyInTheFirstAttemptIsReportedStored() async throws {
+        let fixture = try await SQLiteFixture.make()
+        let journal = fixture.sqlite
+        let id = PersistenceID(entityType: "group", entityID: "retried")
+
+        journal.pauseWriterForTesting()
+        // First attempt: a row at sequence number 1 appears just before the append, which then conflicts and fails
+        // the attempt; the second attempt runs without that row.
+        journal.queueFirstAttemptWriteForTesting(
+            "INSERT INTO events (entity_type, entity_id, sequence_nr, manifest, version, payload, checksum) "
+                + "VALUES ('group', 'retried', 1, 'x', 1, x'00', 0)")
+        let outcome = ReportedOutcome()
+        journal.submit(JournalAppend(persistenceID: id, events: testEvents(id, 1...1)), completion: outcome.report)
+        try await Eventually.require("both writes are queued") { journal.pendingOperationsForTesting == 2 }
+        journal.resumeWriterForTesting()
+        try await Eventually.require("the append is reported") { outcome.value != nil }
+
+        let reported = outcome.value
+        #expect((try? reported?.get()) != nil, "reported \(String(describing: reported))")
+        #expect(try await journal.readEvents(of: id, from: 1, limit: 10) == testEvents(id, 1...1))
+        await fixture.destroy()
+    }
+
     @Test func freeRunningEntitiesShareTransactions() async throws {
         let fixture = try await SQLiteFixture.make()
         let journal = fixture.sqlite
@@ -150,4 +176,11 @@ import Testing
         }
         await fixture.destroy()
     }
+}
+
+/// What a submitted append's completion reported.
+private final class ReportedOutcome: Sendable {
+    private let state = Mutex<Result<Void, PersistenceError>?>(nil)
+    var value: Result<Void, PersistenceError>? { state.withLock { $0 } }
+    func report(_ error: PersistenceError?) { state.withLock { $0 = error.map { .failure($0) } ?? .success(()) } }
 }

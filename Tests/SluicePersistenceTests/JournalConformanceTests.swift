@@ -180,6 +180,33 @@ import Testing
         }
     }
 
+    /// Entity ids come from message keys, which may hold any bytes: an id with a NUL inside is its own entity, not
+    /// the one named by the bytes before the NUL.
+    @Test(arguments: JournalKind.allCases)
+    func anIdWithANulInsideIsItsOwnEntity(_ kind: JournalKind) async throws {
+        try await withJournal(kind) { fixture in
+            let journal = fixture.journal
+            let plain = PersistenceID(entityType: "account", entityID: "a")
+            let withNul = PersistenceID(entityType: "account", entityID: "a\u{0}b")
+            let offset = InputOffset(topic: "in", partition: 0, offset: 5)
+            try await journal.append(JournalAppend(persistenceID: plain, events: testEvents(plain, 1...2)))
+            try await journal.append(
+                JournalAppend(persistenceID: withNul, events: testEvents(withNul, 1...1), inputOffset: offset))
+            try await journal.saveSnapshot(
+                JournalSnapshot(sequenceNumber: 1, manifest: "state", version: 1, payload: [7]), for: withNul)
+
+            let reopened = try await fixture.reopen()
+            #expect(try await reopened.journal.readEvents(of: plain, from: 1, limit: 10) == testEvents(plain, 1...2))
+            #expect(try await reopened.journal.readEvents(of: withNul, from: 1, limit: 10) == testEvents(withNul, 1...1))
+            #expect(try await reopened.journal.highestSequenceNumber(of: withNul) == 1)
+            #expect(try await reopened.journal.inputOffsets(of: withNul) == [offset])
+            #expect(try await reopened.journal.inputOffsets(of: plain).isEmpty)
+            #expect(try await reopened.journal.loadSnapshot(of: withNul)?.payload == [7])
+            #expect(try await reopened.journal.loadSnapshot(of: plain) == nil)
+            await reopened.destroy()
+        }
+    }
+
     @Test(arguments: JournalKind.allCases)
     func inputOffsetsStayExactAcrossSnapshots(_ kind: JournalKind) async throws {
         try await withJournal(kind) { fixture in

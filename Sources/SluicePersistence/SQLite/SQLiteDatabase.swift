@@ -121,8 +121,18 @@ final class SQLiteStatement {
         try check(sqlite3_bind_int64(handle, index, value))
     }
 
+    /// Binds text (copied), all of its UTF-8: a NUL inside it is part of it, as it is in ``bindInPlace(_:text:)``
+    /// (a length of -1 would make SQLite stop at the first NUL, and two different ids would read one row).
     func bind(_ index: Int32, _ value: String) throws(SQLiteFailure) {
-        try check(sqlite3_bind_text(handle, index, value, -1, csqlite_transient()))
+        var value = value
+        let status = value.withUTF8 { text in
+            guard let base = text.baseAddress, text.count > 0 else {
+                return sqlite3_bind_text(handle, index, "", 0, csqlite_transient())
+            }
+            let characters = UnsafeRawPointer(base).assumingMemoryBound(to: CChar.self)
+            return sqlite3_bind_text(handle, index, characters, Int32(text.count), csqlite_transient())
+        }
+        try check(status)
     }
 
     func bind(_ index: Int32, _ value: [UInt8]) throws(SQLiteFailure) {
@@ -172,9 +182,12 @@ final class SQLiteStatement {
 
     func isNull(_ column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
 
+    /// A text column, all of its bytes (a NUL inside it included).
     func text(_ column: Int32) -> String {
+        // SQLite's documented order: the pointer first, then the size.
         guard let text = sqlite3_column_text(handle, column) else { return "" }
-        return String(cString: text)
+        let count = Int(sqlite3_column_bytes(handle, column))
+        return String(decoding: UnsafeBufferPointer(start: text, count: count), as: UTF8.self)
     }
 
     func blob(_ column: Int32) -> [UInt8] {

@@ -161,6 +161,22 @@ extension SQLiteJournal {
     /// Operations waiting for the writer thread.
     @_spi(Testing) public var pendingOperationsForTesting: Int { writer.pendingCount }
 
+    /// Queues a write that runs `sql` the first time its batch runs, and nothing when the batch runs again after
+    /// another write of it failed: a change that makes a later write of the batch fail in the first attempt only.
+    @_spi(Testing) public func queueFirstAttemptWriteForTesting(_ sql: String) {
+        let runs = RunCounter()
+        writer.submit(
+            write: true,
+            { (store) throws(PersistenceError) in
+                guard runs.next() == 0 else { return }
+                do throws(SQLiteFailure) {
+                    try store.database.execute(sql)
+                } catch {
+                    throw PersistenceError(.storageFailure, journal: "test", message: "\(error)")
+                }
+            }, completion: { _ in })
+    }
+
     /// Damages a stored event's payload (its checksum no longer matches), as disk damage would.
     @_spi(Testing) public func corruptEventForTesting(of id: PersistenceID, sequenceNumber: Int64)
         async throws(PersistenceError)
@@ -169,4 +185,11 @@ extension SQLiteJournal {
             try store.corruptEvent(of: id, sequenceNumber: sequenceNumber)
         }
     }
+}
+
+/// Counts the runs of a testing write.
+private final class RunCounter: Sendable {
+    private let count = Atomic<Int>(0)
+    /// The number of earlier runs.
+    func next() -> Int { count.wrappingAdd(1, ordering: .relaxed).oldValue }
 }

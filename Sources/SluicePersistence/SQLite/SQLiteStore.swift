@@ -19,7 +19,8 @@ import Synchronization
 /// time (`sluice-bench persistence --parts journal`: 95k → 150k appends/s without it).
 ///
 /// Version 1 files are migrated when opened: the new columns are added (`NULL`: version 1 kept every offset in
-/// `input_offsets`) and each snapshot's `offsets_through` is set to its sequence number.
+/// `input_offsets`) and each snapshot's `offsets_through` is set to its entity's highest stored event (all of them
+/// have nothing to fold, and every later one is read).
 ///
 /// `checksum` is a 64-bit FNV-1a hash of the sequence number, version, manifest and payload: a damaged row is
 /// reported as corrupt instead of being decoded into wrong state.
@@ -78,15 +79,22 @@ final class SQLiteStore {
                 // ran a checkpoint after almost every transaction, on the writer thread; a page rewritten by several
                 // transactions is now copied back once (measured: 58-61k to 70-76k appends/s, docs/benchmarks.md).
                 try database.execute("PRAGMA wal_autocheckpoint = 8192")
-                let version = Int(try database.scalarText("PRAGMA user_version") ?? "0") ?? 0
-                guard version <= schemaVersion else {
-                    throw SQLiteFailure(
-                        code: SQLITE_ERROR,
-                        message: "\(path) has journal schema version \(version), newer than this Sluice's "
-                            + "\(schemaVersion): run a newer Sluice")
-                }
-                if version < schemaVersion {
-                    try database.execute("BEGIN IMMEDIATE;" + migrations(from: version) + "COMMIT;")
+                // The version is read inside the write transaction that migrates, so that a second opener that
+                // waited for the first one's migration sees its result instead of migrating again.
+                try database.execute("BEGIN IMMEDIATE")
+                do {
+                    let version = Int(try database.scalarText("PRAGMA user_version") ?? "0") ?? 0
+                    guard version <= schemaVersion else {
+                        throw SQLiteFailure(
+                            code: SQLITE_ERROR,
+                            message: "\(path) has journal schema version \(version), newer than this Sluice's "
+                                + "\(schemaVersion): run a newer Sluice")
+                    }
+                    if version < schemaVersion { try database.execute(migrations(from: version)) }
+                    try database.execute("COMMIT")
+                } catch {
+                    try? database.execute("ROLLBACK")
+                    throw error
                 }
             } catch {
                 database.close()
@@ -127,7 +135,9 @@ final class SQLiteStore {
                 ALTER TABLE events ADD COLUMN input_partition INTEGER;
                 ALTER TABLE events ADD COLUMN input_offset INTEGER;
                 ALTER TABLE snapshots ADD COLUMN offsets_through INTEGER NOT NULL DEFAULT 0;
-                UPDATE snapshots SET offsets_through = sequence_nr;
+                UPDATE snapshots SET offsets_through = coalesce((
+                    SELECT max(sequence_nr) FROM events
+                    WHERE events.entity_type = snapshots.entity_type AND events.entity_id = snapshots.entity_id), 0);
 
                 """
         }

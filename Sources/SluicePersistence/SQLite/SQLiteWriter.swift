@@ -76,6 +76,8 @@ final class SQLiteAppendOperation: SQLiteOperation, @unchecked Sendable {
     }
 
     func execute(_ store: SQLiteStore) -> Bool {
+        // A batch whose first attempt failed runs again: only this run's outcome counts.
+        failure = nil
         do throws(PersistenceError) {
             try store.append(append)
             return true
