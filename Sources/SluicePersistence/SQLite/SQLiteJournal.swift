@@ -164,7 +164,7 @@ extension SQLiteJournal {
     /// Queues a write that runs `sql` the first time its batch runs, and nothing when the batch runs again after
     /// another write of it failed: a change that makes a later write of the batch fail in the first attempt only.
     @_spi(Testing) public func queueFirstAttemptWriteForTesting(_ sql: String) {
-        let runs = RunCounter()
+        let (runs, name) = (RunCounter(), self.name)
         writer.submit(
             write: true,
             { (store) throws(PersistenceError) in
@@ -172,7 +172,7 @@ extension SQLiteJournal {
                 do throws(SQLiteFailure) {
                     try store.database.execute(sql)
                 } catch {
-                    throw PersistenceError(.storageFailure, journal: "test", message: "\(error)")
+                    throw PersistenceError(.storageFailure, journal: name, message: "\(error)")
                 }
             }, completion: { _ in })
     }
