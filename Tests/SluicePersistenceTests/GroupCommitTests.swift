@@ -132,10 +132,8 @@ import Testing
         journal.queueFirstAttemptWriteForTesting(
             "INSERT INTO events (entity_type, entity_id, sequence_nr, manifest, version, payload, checksum) "
                 + "VALUES ('group', 'retried', 1, 'x', 1, x'00', 0)")
-        // The completion is a method: with the closure `{ error in outcome.withLock { $0 = error.map { .failure($0) }
-        // ?? .success(()) } }` (a Mutex<Result?> outcome) Swift 6.3 bound this call to the protocol extension's
-        // default `submit`, an append in a task, instead of SQLiteJournal's own, so the test missed the path it is
-        // about.
+        // This test is about SQLiteJournal's own `submit` (see `aJournalsOwnSubmitIsCalledWhateverTheClosure` for
+        // why a call can miss it).
         let outcome = ReportedOutcome()
         journal.submit(JournalAppend(persistenceID: id, events: testEvents(id, 1...1)), completion: outcome.report)
         try await Eventually.require("both writes are queued") { journal.pendingOperationsForTesting == 2 }

@@ -54,6 +54,19 @@ final class ManualJournal: Journal {
         }
     }
 
+    /// A journal's own `submit` is called, whatever the completion closure looks like: this closure once bound the
+    /// call to the protocol extension's default, which appends in a task (`ManualJournal.append` traps).
+    @Test func aJournalsOwnSubmitIsCalledWhateverTheClosure() {
+        let journal = ManualJournal()
+        let outcome = Mutex<Result<Void, PersistenceError>?>(nil)
+        journal.submit(Self.append(1, offset: 0)) { error in
+            outcome.withLock { $0 = error.map { .failure($0) } ?? .success(()) }
+        }
+        #expect(journal.pending == 1)
+        journal.completeNext()
+        #expect(outcome.withLock { $0 } != nil)
+    }
+
     @Test func oneWriteInFlightLaterOnesMergedCompletionsInOrder() {
         let journal = ManualJournal()
         let failures = Log()

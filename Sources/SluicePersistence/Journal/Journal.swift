@@ -102,6 +102,10 @@ public struct JournalAppend: Sendable {
 }
 
 extension Journal {
+    // Disfavoured: a call on a concrete journal type must reach that journal's own `submit`. Without this, Swift 6.3
+    // bound `journal.submit(x) { error in outcome.withLock { $0 = error.map { .failure($0) } ?? .success(()) } }`
+    // to this default (an append in a task) for some closure shapes. It still serves journals that have none.
+    @_disfavoredOverload
     public func submit(_ append: JournalAppend, completion: @escaping @Sendable (PersistenceError?) -> Void) {
         submitInTask(append, completion: completion)
     }
