@@ -125,41 +125,44 @@ final class SQLiteStatement {
     /// (a length of -1 would make SQLite stop at the first NUL, and two different ids would read one row).
     func bind(_ index: Int32, _ value: String) throws(SQLiteFailure) {
         var value = value
-        let status = value.withUTF8 { text in
-            guard let base = text.baseAddress, text.count > 0 else {
-                return sqlite3_bind_text(handle, index, "", 0, csqlite_transient())
-            }
-            let characters = UnsafeRawPointer(base).assumingMemoryBound(to: CChar.self)
-            return sqlite3_bind_text(handle, index, characters, Int32(text.count), csqlite_transient())
-        }
-        try check(status)
+        try check(value.withUTF8 { bindText(index, $0, csqlite_transient()) })
     }
 
     func bind(_ index: Int32, _ value: [UInt8]) throws(SQLiteFailure) {
-        // An empty buffer's base address may be nil, which SQLite would store as NULL: bind an empty blob instead.
-        let status = value.withUnsafeBytes { bytes in
-            if let base = bytes.baseAddress, bytes.count > 0 {
-                sqlite3_bind_blob(handle, index, base, Int32(bytes.count), csqlite_transient())
-            } else {
-                sqlite3_bind_zeroblob(handle, index, 0)
-            }
-        }
-        try check(status)
+        try check(value.withUnsafeBytes { bindBlob(index, $0, csqlite_transient()) })
     }
 
     /// Binds text that SQLite reads where it is (`SQLITE_STATIC`), without a copy: the caller keeps the bytes alive
     /// and unchanged until the statement is reset (``run()`` resets it).
     func bindInPlace(_ index: Int32, text: UnsafeBufferPointer<UInt8>) throws(SQLiteFailure) {
-        guard let base = text.baseAddress, text.count > 0 else { return try bind(index, "") }
-        let characters = UnsafeRawPointer(base).assumingMemoryBound(to: CChar.self)
-        try check(sqlite3_bind_text(handle, index, characters, Int32(text.count), nil))
+        try check(bindText(index, text, nil))
     }
 
     /// Binds a blob that SQLite reads where it is (`SQLITE_STATIC`), without a copy; same rule as
-    /// ``bindInPlace(_:text:)``. An empty blob is bound as an empty blob, not NULL.
+    /// ``bindInPlace(_:text:)``.
     func bindInPlace(_ index: Int32, blob: UnsafeRawBufferPointer) throws(SQLiteFailure) {
-        guard let base = blob.baseAddress, blob.count > 0 else { return try check(sqlite3_bind_zeroblob(handle, index, 0)) }
-        try check(sqlite3_bind_blob(handle, index, base, Int32(blob.count), nil))
+        try check(bindBlob(index, blob, nil))
+    }
+
+    /// Binds `text` with its length; `destructor` is `SQLITE_TRANSIENT` (SQLite copies it) or `nil`
+    /// (`SQLITE_STATIC`). An empty buffer's base address may be nil, which SQLite would store as NULL: it is bound as
+    /// empty text instead.
+    private func bindText(_ index: Int32, _ text: UnsafeBufferPointer<UInt8>, _ destructor: sqlite3_destructor_type?)
+        -> Int32
+    {
+        guard let base = text.baseAddress, text.count > 0 else {
+            return sqlite3_bind_text(handle, index, "", 0, csqlite_transient())
+        }
+        let characters = UnsafeRawPointer(base).assumingMemoryBound(to: CChar.self)
+        return sqlite3_bind_text(handle, index, characters, Int32(text.count), destructor)
+    }
+
+    /// Binds `bytes`, as ``bindText(_:_:_:)`` binds text; an empty buffer is an empty blob, not NULL.
+    private func bindBlob(_ index: Int32, _ bytes: UnsafeRawBufferPointer, _ destructor: sqlite3_destructor_type?)
+        -> Int32
+    {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return sqlite3_bind_zeroblob(handle, index, 0) }
+        return sqlite3_bind_blob(handle, index, base, Int32(bytes.count), destructor)
     }
 
     /// Steps once: `true` when a row is available, `false` when done.
