@@ -122,13 +122,9 @@ struct ProducerAndPartitionedSourceTests {
             let results = try Source(envelopes)
                 .via(KafkaProducerStages.flow(producer: producer))
                 .runWith(Sink.ignore())
-            await #expect(throws: KafkaError.self) { try await results.value() }
             // Every message the flow meant to send was either reported (the two before the refused one) or forgotten
             // (the refused one and those after it, expected but never sent): its receiver is gone.
-            try await Eventually.require("the failed run's delivery receiver is unregistered") {
-                producer.registeredDeliveryReceiverCount == 0
-            }
-            try await producer.close()
+            try await expectFailureReleasingReceiver(of: producer) { _ = try await results.value() }
         }
     }
 
@@ -143,7 +139,15 @@ struct ProducerAndPartitionedSourceTests {
             .map { ProducerEnvelope<Int>.single(KafkaProducerMessage(topic: missing, key: "k", value: "\($0)"), $0) }
             .via(KafkaProducerStages.flow(producer: producer))
             .runWith(Sink.collect())
-        await #expect(throws: KafkaError.self) { try await results.value() }
+        try await expectFailureReleasingReceiver(of: producer) { _ = try await results.value() }
+    }
+
+    /// The run fails with a Kafka error, its delivery receiver is unregistered afterwards, and the producer closes.
+    private func expectFailureReleasingReceiver(
+        of producer: KafkaProducer, sourceLocation: SourceLocation = #_sourceLocation,
+        _ run: () async throws -> Void
+    ) async throws {
+        await #expect(throws: KafkaError.self, sourceLocation: sourceLocation) { try await run() }
         try await Eventually.require("the failed run's delivery receiver is unregistered") {
             producer.registeredDeliveryReceiverCount == 0
         }
