@@ -90,10 +90,13 @@ final class WindowPassThroughs<PassThrough: Sendable>: Sendable {
 
     /// Fills each report's window place with the report and its pass-through value (moved out of this table), the
     /// whole batch under one lock of the window.
+    ///
+    /// After the last report the receiver unregisters before the window wakes its reader (still inside the fill), so
+    /// a stream that completes with that report never sees its receiver registered. The producer's route registry
+    /// lock is a leaf (receivers are called outside it), so taking it under the window's lock orders nothing new.
     func deliver(_ deliveries: [KafkaDelivery], into window: ResultWindow<PassThrough>) {
-        var done: KafkaDeliveryRoute?
         window.fill { place in
-            done = state.withLock { state in
+            let done = state.withLock { state in
                 for delivery in deliveries {
                     guard let passThrough = state.passThroughs[Self.index(delivery.tag, state)].take() else { continue }
                     state.inFlight -= 1
@@ -104,8 +107,8 @@ final class WindowPassThroughs<PassThrough: Sendable>: Sendable {
                 }
                 return Self.routeIfDone(&state)
             }
+            if let done { unregister(done) }
         }
-        if let done { unregister(done) }
     }
 
     @inline(__always)
