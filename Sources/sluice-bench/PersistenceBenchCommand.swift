@@ -34,6 +34,9 @@ struct PersistenceBenchCommand: AsyncParsableCommand {
     @Option(help: "SQLite durability: full (fsync per commit, the default) or normal.")
     var sqliteDurability = "full"
 
+    @Option(help: "The Kafka changelog producer's compression: none, lz4 (the journal's default), zstd, snappy or gzip.")
+    var changelogCompression = "lz4"
+
     @Option(help: "The Kafka changelog producer's linger, in milliseconds.")
     var changelogLinger = 5
 
@@ -152,6 +155,7 @@ struct PersistenceBenchCommand: AsyncParsableCommand {
                     var configuration = KafkaChangelogJournalConfiguration(
                         bootstrapServers: servers, topic: changelogTopic, inputTopic: topic)
                     configuration.linger = .milliseconds(changelogLinger)
+                    configuration.compression = changelogCompression
                     let changelog = try await KafkaChangelogJournal(configuration, logger: Self.logger)
                     run = try await persistent(servers, topic: topic, journal: changelog)
                     await changelog.close()

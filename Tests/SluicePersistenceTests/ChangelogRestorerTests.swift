@@ -37,6 +37,14 @@ import Testing
         #expect(ChangelogKey(bytes: Array("no-separator".utf8)) == nil)
     }
 
+    @Test func anEventKeySpellsItsSequenceNumberInDecimal() {
+        for sequenceNumber: Int64 in [1, 9, 10, 42, 1_000_000, Int64.max] {
+            let key = ChangelogKey(id, .event(sequenceNumber))
+            #expect(String(decoding: key.bytes, as: UTF8.self) == "\(id.entityType)|\(id.entityID)/\(sequenceNumber)")
+            #expect(ChangelogKey(bytes: key.bytes) == key)
+        }
+    }
+
     @Test func anIncompleteLastAppendIsNotPartOfTheHistory() {
         // Append 1 (events 1-2) acknowledged; append 2 (3-5) failed after event 3 was stored.
         let (entity, ignored) = restore(

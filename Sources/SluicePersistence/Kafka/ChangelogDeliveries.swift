@@ -34,11 +34,13 @@ final class AppendDeliveries: KafkaDeliveryReceiver {
     /// The last `records` records of the append `tag` will not be sent: they fail it.
     func abandon(_ tag: UInt64, records: Int, error: String) {
         let finished = state.withLock { state in Self.count(tag, records: records, failure: error, in: &state) }
-        if let (completion, failure) = finished { completion(failure) }
+        if let finished { finished.completion(finished.failure) }
     }
 
     func receiveDeliveries(_ deliveries: [KafkaDelivery]) {
-        var finished: [(@Sendable (String?) -> Void, String?)] = []
+        // Finished entries, not their completions, leave the lock: an array of closures would wrap each in a newly
+        // allocated thunk.
+        var finished: [Entry] = []
         state.withLock { state in
             for delivery in deliveries {
                 let failure: String? =
@@ -49,14 +51,12 @@ final class AppendDeliveries: KafkaDeliveryReceiver {
                 if let done = Self.count(delivery.tag, records: 1, failure: failure, in: &state) { finished.append(done) }
             }
         }
-        for (completion, failure) in finished { completion(failure) }
+        for entry in finished { entry.completion(entry.failure) }
     }
 
-    /// Counts records of `tag` as reported; frees its slot after its last record and returns its completion with the
-    /// append's first failure.
-    private static func count(_ tag: UInt64, records: Int, failure: String?, in state: inout State)
-        -> (@Sendable (String?) -> Void, String?)?
-    {
+    /// Counts records of `tag` as reported; frees its slot after its last record and returns its entry (its
+    /// completion, with the append's first failure).
+    private static func count(_ tag: UInt64, records: Int, failure: String?, in state: inout State) -> Entry? {
         let index = Int(tag)
         guard index < state.entries.count, var entry = state.entries[index] else { return nil }
         entry.remaining -= records
@@ -67,7 +67,7 @@ final class AppendDeliveries: KafkaDeliveryReceiver {
         }
         state.entries[index] = nil
         state.free.append(index)
-        return (entry.completion, entry.failure)
+        return entry
     }
 }
 

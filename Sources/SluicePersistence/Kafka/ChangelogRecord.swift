@@ -33,11 +33,27 @@ struct ChangelogKey: Hashable, Sendable {
         bytes.append(contentsOf: id)
         bytes.append(UInt8(ascii: "/"))
         switch suffix {
-        case .event(let sequenceNumber): bytes.append(contentsOf: String(sequenceNumber).utf8)
+        case .event(let sequenceNumber): Self.appendDecimal(sequenceNumber, to: &bytes)
         case .snapshot: bytes.append(contentsOf: "snapshot".utf8)
         case .offsets: bytes.append(contentsOf: "offsets".utf8)
         }
         return bytes
+    }
+
+    /// Appends `value`'s decimal digits (what `String(value)` spells), without making the string.
+    private static func appendDecimal(_ value: Int64, to bytes: inout [UInt8]) {
+        if value < 0 { bytes.append(UInt8(ascii: "-")) }
+        var magnitude = value.magnitude
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for UInt64's 20 digits
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            var start = buffer.count
+            repeat {
+                start -= 1
+                buffer[start] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                magnitude /= 10
+            } while magnitude > 0
+            bytes.append(contentsOf: buffer[start...])
+        }
     }
 
     /// Parses a key; `nil` when it is not a changelog key.

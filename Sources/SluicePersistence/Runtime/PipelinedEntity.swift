@@ -120,13 +120,14 @@ final class WriteQueue: Sendable {
 
     /// Completes the items at the head that wait for nothing, and starts the next write if none is in flight.
     private func advance() {
-        var ready: [@Sendable (PersistenceError?) -> Void] = []
+        // Items, not their closures, leave the lock: a closure taken out of a generic container (the lock's result)
+        // would be wrapped in a newly allocated thunk.
+        var ready: [Item] = []
         var write: JournalAppend?
         state.withLock { state in
             guard state.inFlight == 0 else { return }
             while let head = state.items.first, head.append == nil {
-                ready.append(head.done)
-                state.items.removeFirst()
+                ready.append(state.items.removeFirst())
             }
             guard !state.items.isEmpty else { return }
             // Merge the writes at the head (and the no-write items between them) into one append, up to a snapshot.
@@ -145,7 +146,7 @@ final class WriteQueue: Sendable {
             state.inFlight = count
             write = merged
         }
-        for done in ready { done(nil) }
+        for item in ready { item.done(nil) }
         guard let write else { return }
         journal.submit(write) { [self] error in finished(error) }
     }
@@ -157,21 +158,20 @@ final class WriteQueue: Sendable {
     }
 
     private func finished(_ error: PersistenceError?) {
-        typealias Done = @Sendable (PersistenceError?) -> Void
         // Usually the write covered one command and nothing waits behind it: complete it without building a list,
-        // and without looking for a next write.
-        let (single, more, waiting): (Done?, [Done], Bool) = state.withLock { state in
+        // and without looking for a next write. (Items leave the lock, not closures: see `advance`.)
+        let (single, more, waiting): (Item?, [Item], Bool) = state.withLock { state in
             let count = error == nil ? state.inFlight : state.items.count
             state.inFlight = 0
             if let error { state.failure = error }
-            if count == 1 { return (state.items.removeFirst().done, [], !state.items.isEmpty) }
-            var completed: [Done] = []
+            if count == 1 { return (state.items.removeFirst(), [], !state.items.isEmpty) }
+            var completed: [Item] = []
             completed.reserveCapacity(count)
-            for _ in 0..<count { completed.append(state.items.removeFirst().done) }
+            for _ in 0..<count { completed.append(state.items.removeFirst()) }
             return (nil, completed, !state.items.isEmpty)
         }
-        single?(error)
-        for done in more { done(error) }
+        single?.done(error)
+        for item in more { item.done(error) }
         if error != nil {
             onFailure()
         } else if waiting {

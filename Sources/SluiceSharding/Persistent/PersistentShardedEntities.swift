@@ -91,23 +91,19 @@ public final class PersistentShardedEntities<Command: Sendable, Event: Sendable,
             behavior(PersistenceID(entityType: entityType, entityID: entityID)).actorBehavior(
                 journal: journal,
                 onRecovered: { recovery in
-                    counters.withLock {
-                        $0.recoveries += 1
-                        $0.eventsReplayed += recovery.eventsReplayed
-                    }
+                    counters.add(.recoveries, 1)
+                    counters.add(.eventsReplayed, recovery.eventsReplayed)
                 },
                 onResult: { result in
-                    counters.withLock {
-                        $0.commandsHandled += 1
-                        $0.eventsPersisted += result.eventsPersisted
-                        if result.skippedAsAlreadyApplied { $0.skippedAsAlreadyApplied += 1 }
-                    }
+                    counters.add(.commandsHandled, 1)
+                    counters.add(.eventsPersisted, result.eventsPersisted)
+                    if result.skippedAsAlreadyApplied { counters.add(.skippedAsAlreadyApplied, 1) }
                 })
         }
     }
 
     /// What the entities have done so far.
-    public var statistics: PersistentEntityStatistics { counters.withLock { $0 } }
+    public var statistics: PersistentEntityStatistics { counters.snapshot }
 
     /// The input partitions this instance owns now (assigned, and restored for a ``PartitionedJournal``).
     public var ownedPartitions: Set<Int32> { owned.withLock { $0 } }
@@ -141,7 +137,7 @@ public final class PersistentShardedEntities<Command: Sendable, Event: Sendable,
         if let partitioned = journal as? any PartitionedJournal {
             do {
                 let restored = try await partitioned.restore(partitions: partitions)
-                counters.withLock { $0.partitionRestores += partitions.count }
+                counters.add(.partitionRestores, partitions.count)
                 logger.info(
                     "restored entities of partitions from the journal",
                     metadata: [
@@ -150,7 +146,7 @@ public final class PersistentShardedEntities<Command: Sendable, Event: Sendable,
                         "duration": "\(restored.duration)",
                     ])
             } catch {
-                counters.withLock { $0.partitionRestoreFailures += partitions.count }
+                counters.add(.partitionRestoreFailures, partitions.count)
                 logger.error(
                     "restoring partitions failed: their messages are refused until they are assigned again",
                     metadata: [
@@ -203,10 +199,46 @@ public final class PersistentShardedEntities<Command: Sendable, Event: Sendable,
     }
 }
 
-/// The statistics, shared by the region's entities.
+/// The statistics, shared by the region's entities: a counter each, added to without a lock (every command adds
+/// to them, from whichever thread completes it). A read takes each counter in turn, not all at one instant.
 private final class StatisticsBox: Sendable {
-    private let state = Mutex(PersistentEntityStatistics())
-    func withLock<T>(_ body: (inout PersistentEntityStatistics) -> T) -> T { state.withLock { body(&$0) } }
+    enum Counter {
+        case commandsHandled, skippedAsAlreadyApplied, eventsPersisted, recoveries, eventsReplayed
+        case partitionRestores, partitionRestoreFailures
+    }
+
+    private let commandsHandled = Atomic<Int>(0)
+    private let skippedAsAlreadyApplied = Atomic<Int>(0)
+    private let eventsPersisted = Atomic<Int>(0)
+    private let recoveries = Atomic<Int>(0)
+    private let eventsReplayed = Atomic<Int>(0)
+    private let partitionRestores = Atomic<Int>(0)
+    private let partitionRestoreFailures = Atomic<Int>(0)
+
+    func add(_ counter: Counter, _ amount: Int) {
+        guard amount != 0 else { return }
+        switch counter {
+        case .commandsHandled: commandsHandled.wrappingAdd(amount, ordering: .relaxed)
+        case .skippedAsAlreadyApplied: skippedAsAlreadyApplied.wrappingAdd(amount, ordering: .relaxed)
+        case .eventsPersisted: eventsPersisted.wrappingAdd(amount, ordering: .relaxed)
+        case .recoveries: recoveries.wrappingAdd(amount, ordering: .relaxed)
+        case .eventsReplayed: eventsReplayed.wrappingAdd(amount, ordering: .relaxed)
+        case .partitionRestores: partitionRestores.wrappingAdd(amount, ordering: .relaxed)
+        case .partitionRestoreFailures: partitionRestoreFailures.wrappingAdd(amount, ordering: .relaxed)
+        }
+    }
+
+    var snapshot: PersistentEntityStatistics {
+        var statistics = PersistentEntityStatistics()
+        statistics.commandsHandled = commandsHandled.load(ordering: .relaxed)
+        statistics.skippedAsAlreadyApplied = skippedAsAlreadyApplied.load(ordering: .relaxed)
+        statistics.eventsPersisted = eventsPersisted.load(ordering: .relaxed)
+        statistics.recoveries = recoveries.load(ordering: .relaxed)
+        statistics.eventsReplayed = eventsReplayed.load(ordering: .relaxed)
+        statistics.partitionRestores = partitionRestores.load(ordering: .relaxed)
+        statistics.partitionRestoreFailures = partitionRestoreFailures.load(ordering: .relaxed)
+        return statistics
+    }
 }
 
 extension KafkaConsumerMessage {
