@@ -29,6 +29,18 @@ struct AdminAndOffsetsTests {
         }
     }
 
+    /// The broker under test creates a topic a metadata request names when the client allows it (as producers do
+    /// by default): describing must not.
+    @Test("describing a missing topic says so and does not create it")
+    func describingAMissingTopicDoesNotCreateIt() async throws {
+        let admin = try await makeTestAdmin()
+        let name = uniqueTestName("missing")
+        let error = await #expect(throws: KafkaError.self) { _ = try await admin.describeTopic(name) }
+        #expect(error?.code == .unknownTopic)
+        #expect((try await admin.describeCluster()).topic(name) == nil)
+        await #expect(throws: KafkaError.self) { _ = try await admin.describeTopic(name) }
+    }
+
     @Test("watermarks, committed offsets and seek")
     func watermarksCommittedAndSeek() async throws {
         try await withTestTopic(partitions: 1) { topic in

@@ -1,4 +1,4 @@
-import SluiceKafka
+@_spi(Testing) import SluiceKafka
 @_spi(Testing) import SluicePersistence
 import SluiceTesting
 import Synchronization
@@ -128,6 +128,22 @@ import Testing
         await journal.close()
     }
 
+    @Test func aMissingInputTopicIsAClearErrorAndNothingIsCreated() async throws {
+        let servers = try await TestBroker.bootstrapServers()
+        let input = uniqueTestName("missing-input")
+        let changelog = input + "-changelog"
+        let error = await persistenceError {
+            _ = try await KafkaChangelogJournal(
+                KafkaChangelogJournalConfiguration(bootstrapServers: servers, topic: changelog, inputTopic: input))
+        }
+        #expect(error?.code == .storageFailure)
+        #expect(error?.message.contains("create the input topic first") == true)
+        let admin = try KafkaAdminClient(configuration: KafkaClientConfiguration(bootstrapServers: servers))
+        let cluster = try await admin.describeCluster()
+        #expect(cluster.topic(input) == nil)
+        #expect(cluster.topic(changelog) == nil)
+    }
+
     @Test func aChangelogWrittenWithAnotherPartitionerIsNotMisread() async throws {
         let fixture = try await KafkaChangelogFixture.make(partitions: 4)
         let byPartition = entities(of: fixture.changelog, perPartition: 2, partitions: 4)
@@ -208,6 +224,56 @@ import Testing
             #expect(try await reopened.journal.inputOffsets(of: id) == [InputOffset(topic: "in", partition: 0, offset: 4)])
         }
         await reopened.destroy()
+    }
+
+    /// A write whose records are not acknowledged (the broker is gone past the write timeout; librdkafka's mock
+    /// cluster, as a real broker cannot be made to vanish on cue) fails its append with a storage failure and
+    /// marks its partition failed: the entity's next append is refused until the partition is restored, and the
+    /// restore finds what was stored.
+    @Test func aWriteThatFailsRefusesThePartitionUntilItIsRestored() async throws {
+        let cluster = try KafkaMockCluster(brokers: 1)
+        try cluster.createTopic("orders", partitions: 1)
+        try cluster.createTopic("orders-changelog", partitions: 1)
+        var configuration = KafkaChangelogJournalConfiguration(
+            bootstrapServers: cluster.bootstrapServers, topic: "orders-changelog", inputTopic: "orders")
+        configuration.writeTimeout = .seconds(2)
+        configuration.linger = .milliseconds(1)
+        let journal = try await KafkaChangelogJournal(configuration)
+        _ = try await journal.restore(partitions: [0])
+        let id = PersistenceID(entityType: "counter", entityID: "a")
+        func submitted(_ range: ClosedRange<Int64>) async -> PersistenceError? {
+            await withCheckedContinuation { continuation in
+                journal.submit(
+                    JournalAppend(
+                        persistenceID: id, events: testEvents(id, range),
+                        inputOffset: InputOffset(topic: "orders", partition: 0, offset: range.upperBound))
+                ) { error in continuation.resume(returning: error) }
+            }
+        }
+
+        #expect(await submitted(1...2) == nil)
+        try cluster.setBroker(1, isUp: false)
+        let failure = await submitted(3...3)
+        #expect(failure?.code == .storageFailure)
+        #expect(failure?.sequenceNumber == 3)
+        try cluster.setBroker(1, isUp: true)
+
+        // Whatever became of event 3, the partition is refused until restored...
+        #expect(await submitted(3...3)?.code == .partitionNotRestored)
+        let readError = await persistenceError { _ = try await journal.readEvents(of: id, from: 1, limit: 10) }
+        #expect(readError?.code == .partitionNotRestored)
+        // ...and the restore reads what the broker holds: the acknowledged events at least, and the entity goes on
+        // after them. (The producer reconnects to the broker in its own time, and a restore attempt within the write
+        // timeout may fail: it is tried again, as the error tells users to.)
+        try await Eventually.require(timeout: .seconds(60), "a restore succeeds once the broker is back") {
+            (try? await journal.restore(partitions: [0])) != nil
+        }
+        let stored = try await journal.readEvents(of: id, from: 1, limit: 10)
+        #expect(Array(stored.prefix(2)) == testEvents(id, 1...2))
+        let next = Int64(stored.count) + 1
+        #expect(await submitted(next...next) == nil)
+        #expect(try await journal.readEvents(of: id, from: 1, limit: 10) == testEvents(id, 1...next))
+        await journal.close()
     }
 
     @Test func restoreTime() async throws {

@@ -18,7 +18,10 @@ public final class KafkaAdminClient: Sendable {
         let context = RDKafkaClientContext(logger: logger) { error in
             logger.warning("admin client error: \(error)")
         }
-        let client = try RDKafkaClient(kind: .producer, properties: configuration.librdkafkaProperties(), context: context)
+        // Describing a topic must never create it: a producer handle would ask brokers that allow it to create a
+        // missing topic on the metadata request (with the broker's default partition count and settings).
+        let properties = configuration.librdkafkaProperties() + [("allow.auto.create.topics", "false")]
+        let client = try RDKafkaClient(kind: .producer, properties: properties, context: context)
         self.client = client
         let pollThread = self.pollThread
         pollThread.start(name: "sluice-admin-poll") {

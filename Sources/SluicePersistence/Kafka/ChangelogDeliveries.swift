@@ -2,11 +2,12 @@ import SluiceKafka
 import Synchronization
 
 /// The changelog producer's delivery receiver: each append's records carry the append's tag, the index of a slot
-/// that counts the append's reports and holds its completion until every record of it was reported. One lock per
-/// delivery batch; no closure, object or lock per record, and none per append besides its completion.
-final class AppendDeliveries: KafkaDeliveryReceiver {
+/// that counts the append's reports and holds what the append waits with (`Pending`) until every record of it was
+/// reported. One lock per delivery batch; no closure, object or lock per record. The appends a batch finished are
+/// handed to `report` together, in the order their last records were reported, each with its first failure.
+final class AppendDeliveries<Pending: Sendable>: KafkaDeliveryReceiver {
     private struct Entry {
-        let completion: @Sendable (String?) -> Void
+        let pending: Pending
         var remaining: Int
         /// The first record's failure, if one failed.
         var failure: String?
@@ -16,12 +17,19 @@ final class AppendDeliveries: KafkaDeliveryReceiver {
         var free: [Int] = []
     }
     private let state = Mutex(State())
+    private let report: @Sendable ([(pending: Pending, failure: String?)]) -> Void
 
-    /// Takes an append of `records` records (at least one); send them with the returned tag. `completion` is called
-    /// once, after the last record was reported, with the first failure (`nil` when every record was stored).
-    func add(records: Int, completion: @escaping @Sendable (String?) -> Void) -> UInt64 {
+    /// - Parameter report: called on the producer's poll thread (or by ``abandon(_:records:error:)``'s caller) with
+    ///   the appends whose last record was reported.
+    init(report: @escaping @Sendable ([(pending: Pending, failure: String?)]) -> Void) {
+        self.report = report
+    }
+
+    /// Takes an append of `records` records (at least one); send them with the returned tag. The append is
+    /// reported once, after its last record was, with the first failure (`nil` when every record was stored).
+    func add(records: Int, pending: Pending) -> UInt64 {
         state.withLock { state in
-            let entry = Entry(completion: completion, remaining: records)
+            let entry = Entry(pending: pending, remaining: records)
             if let index = state.free.popLast() {
                 state.entries[index] = entry
                 return UInt64(index)
@@ -34,13 +42,11 @@ final class AppendDeliveries: KafkaDeliveryReceiver {
     /// The last `records` records of the append `tag` will not be sent: they fail it.
     func abandon(_ tag: UInt64, records: Int, error: String) {
         let finished = state.withLock { state in Self.count(tag, records: records, failure: error, in: &state) }
-        if let finished { finished.completion(finished.failure) }
+        if let finished { report([(finished.pending, finished.failure)]) }
     }
 
     func receiveDeliveries(_ deliveries: [KafkaDelivery]) {
-        // Finished entries, not their completions, leave the lock: an array of closures would wrap each in a newly
-        // allocated thunk.
-        var finished: [Entry] = []
+        var finished: [(pending: Pending, failure: String?)] = []
         state.withLock { state in
             for delivery in deliveries {
                 let failure: String? =
@@ -48,26 +54,26 @@ final class AppendDeliveries: KafkaDeliveryReceiver {
                     case .success: nil
                     case .failure(let error): "\(error)"
                     }
-                if let done = Self.count(delivery.tag, records: 1, failure: failure, in: &state) { finished.append(done) }
+                if let done = Self.count(delivery.tag, records: 1, failure: failure, in: &state) {
+                    finished.append((done.pending, done.failure))
+                }
             }
         }
-        for entry in finished { entry.completion(entry.failure) }
+        if !finished.isEmpty { report(finished) }
     }
 
-    /// Counts records of `tag` as reported; frees its slot after its last record and returns its entry (its
-    /// completion, with the append's first failure).
+    /// Counts records of `tag` as reported; frees its slot after its last record and returns its entry (with the
+    /// append's first failure).
     private static func count(_ tag: UInt64, records: Int, failure: String?, in state: inout State) -> Entry? {
+        // In place: an entry holds what its append waits with, and copying it out and back costs a retain and a
+        // release of each of its references.
         let index = Int(tag)
-        guard index < state.entries.count, var entry = state.entries[index] else { return nil }
-        entry.remaining -= records
-        if entry.failure == nil { entry.failure = failure }
-        guard entry.remaining <= 0 else {
-            state.entries[index] = entry
-            return nil
-        }
-        state.entries[index] = nil
+        guard index < state.entries.count, state.entries[index] != nil else { return nil }
+        state.entries[index]!.remaining -= records
+        if state.entries[index]!.failure == nil { state.entries[index]!.failure = failure }
+        guard state.entries[index]!.remaining <= 0 else { return nil }
         state.free.append(index)
-        return entry
+        return state.entries[index].take()
     }
 }
 

@@ -99,14 +99,14 @@ public final class KafkaChangelogJournal: Journal {
     private let configuration: KafkaChangelogJournalConfiguration
     private let placement: (@Sendable (PersistenceID) -> Int32?)?
     private let producer: KafkaProducer
-    private let state = Mutex(State())
+    private let state: LockedState
     private let logger: Logger
     /// The next append's id, minus one: counts up from a random start, so ids are distinct within this journal and,
     /// with overwhelming probability, from every other incarnation's (a random number per append would cost a
     /// `getrandom` system call each).
     private let lastAppendID = Atomic<UInt64>(UInt64.random(in: 0...UInt64.max))
     /// The appends whose records are in flight; the producer reports to it a delivery batch at a time.
-    private let deliveries = AppendDeliveries()
+    private let deliveries: AppendDeliveries<PendingAppend>
     private let deliveryRoute: KafkaDeliveryRoute
 
     /// Opens the journal: makes sure the changelog topic exists with the input topic's partition count, and starts
@@ -126,6 +126,10 @@ public final class KafkaChangelogJournal: Journal {
         self.placement = configuration.placement
         self.configuration = configuration
         self.logger = logger
+        let state = LockedState()
+        self.state = state
+        let topic = configuration.topic
+        self.deliveries = AppendDeliveries { batch in Self.reported(batch, state: state, journal: name, topic: topic) }
         self.partitionCount = try await Self.ensureTopic(configuration, journal: name, logger: logger)
         var producerConfiguration = KafkaProducerConfiguration(client: configuration.client)
         producerConfiguration.isIdempotent = true
@@ -158,30 +162,34 @@ public final class KafkaChangelogJournal: Journal {
                 message: "cannot read the partition count of input topic '\(configuration.inputTopic)' (\(error)): "
                     + "the changelog needs the input topic's partition count; create the input topic first")
         }
-        var configs = configuration.topicConfigs
-        configs["cleanup.policy"] = "compact"
-        do {
-            try await admin.createTopic(
-                KafkaTopicSpecification(
-                    name: configuration.topic, partitions: inputPartitions,
-                    replicationFactor: configuration.replicationFactor, configs: configs))
-            logger.info(
-                "created changelog topic '\(configuration.topic)' with \(inputPartitions) partitions (compacted)")
-            return inputPartitions
-        } catch let error as KafkaError where error.code == .topicExists {
-            // Exists: it must match the input.
-        } catch {
-            throw PersistenceError(
-                .storageFailure, journal: journal,
-                message: "cannot create changelog topic '\(configuration.topic)': \(error)")
+        // Described first, created only when missing: a deployment whose changelog topic was made beforehand
+        // needs no permission to create topics (a broker refuses an unauthorized create before it says the topic
+        // exists).
+        var existing = try await partitionCount(of: configuration.topic, admin: admin, journal: journal)
+        if existing == nil {
+            var configs = configuration.topicConfigs
+            configs["cleanup.policy"] = "compact"
+            do {
+                try await admin.createTopic(
+                    KafkaTopicSpecification(
+                        name: configuration.topic, partitions: inputPartitions,
+                        replicationFactor: configuration.replicationFactor, configs: configs))
+                logger.info(
+                    "created changelog topic '\(configuration.topic)' with \(inputPartitions) partitions (compacted)")
+                return inputPartitions
+            } catch let error as KafkaError where error.code == .topicExists {
+                // Created meanwhile by another instance: it must match the input.
+                existing = try await partitionCount(of: configuration.topic, admin: admin, journal: journal)
+            } catch {
+                throw PersistenceError(
+                    .storageFailure, journal: journal,
+                    message: "cannot create changelog topic '\(configuration.topic)': \(error)")
+            }
         }
-        let existing: Int32
-        do {
-            existing = Int32(try await admin.describeTopic(configuration.topic).partitions.count)
-        } catch {
+        guard let existing else {
             throw PersistenceError(
                 .storageFailure, journal: journal,
-                message: "cannot describe changelog topic '\(configuration.topic)': \(error)")
+                message: "changelog topic '\(configuration.topic)' was reported created and then not found")
         }
         guard existing == inputPartitions else {
             throw PersistenceError(
@@ -192,6 +200,20 @@ public final class KafkaChangelogJournal: Journal {
                     + "\(inputPartitions) partitions (re-producing its records by entity id)")
         }
         return existing
+    }
+
+    /// The topic's partition count; `nil` when the topic does not exist.
+    private static func partitionCount(of topic: String, admin: KafkaAdminClient, journal: String)
+        async throws(PersistenceError) -> Int32?
+    {
+        do {
+            return Int32(try await admin.describeTopic(topic).partitions.count)
+        } catch let error as KafkaError where error.code == .unknownTopic {
+            return nil
+        } catch {
+            throw PersistenceError(
+                .storageFailure, journal: journal, message: "cannot describe changelog topic '\(topic)': \(error)")
+        }
     }
 
     // MARK: - Partitions
@@ -432,23 +454,12 @@ public final class KafkaChangelogJournal: Journal {
         } catch {
             return completion(error)
         }
-        // Once every record is reported (`failure`: the first record that was not stored).
-        let stored: @Sendable (String?) -> Void = { [self] failure in
-            do throws(PersistenceError) {
-                if let failure {
-                    throw failed(
-                        id: prepared.id, sequenceNumber: prepared.first, partition: prepared.partition,
-                        generation: prepared.generation, reason: failure)
-                }
-                try finish(prepared)
-                completion(nil)
-            } catch {
-                completion(error)
-            }
-        }
         // Nothing to write (no events, no input offset): stored as it is.
-        guard !messages.isEmpty else { return stored(nil) }
-        let tag = deliveries.add(records: messages.count, completion: stored)
+        guard !messages.isEmpty else {
+            return Self.reported([(.submitted(prepared, completion), nil)], state: state, journal: name, topic: topic)
+        }
+        // Once every record is reported, `reported` records the append and calls `completion`.
+        let tag = deliveries.add(records: messages.count, pending: .submitted(prepared, completion))
         for (index, message) in messages.enumerated() {
             let accepted: Bool
             do {
@@ -461,6 +472,45 @@ public final class KafkaChangelogJournal: Journal {
                 let rest = Array(messages[index...])
                 Task { await self.send(rest, tag: tag) }
                 return
+            }
+        }
+    }
+
+    /// What an append whose records are in flight waits with.
+    private enum PendingAppend: Sendable {
+        /// Submitted without a task: ``reported(_:state:journal:topic:)`` records it in the journal's state, then
+        /// calls the completion.
+        case submitted(PreparedAppend, @Sendable (PersistenceError?) -> Void)
+        /// Awaited in a task, which records it.
+        case awaited(DeliveryOutcome)
+    }
+
+    /// Appends whose every record was reported (on the producer's poll thread): the stored submitted ones are
+    /// recorded in the journal's state, in order and under one lock for the whole batch, before their completions
+    /// run; a failed one marks its partition failed.
+    private static func reported(
+        _ batch: [(pending: PendingAppend, failure: String?)], state: LockedState, journal: String, topic: String
+    ) {
+        let outcomes: [PersistenceError?] = state.withLock { state in
+            batch.map { pending, failure -> PersistenceError? in
+                guard case .submitted(let prepared, _) = pending else { return nil }
+                if let failure {
+                    return markFailed(
+                        &state, id: prepared.id, sequenceNumber: prepared.first, partition: prepared.partition,
+                        generation: prepared.generation, reason: failure, journal: journal, topic: topic)
+                }
+                do throws(PersistenceError) {
+                    try finish(prepared, in: &state, journal: journal, topic: topic)
+                    return nil
+                } catch {
+                    return error
+                }
+            }
+        }
+        for ((pending, failure), outcome) in zip(batch, outcomes) {
+            switch pending {
+            case .submitted(_, let completion): completion(outcome)
+            case .awaited(let waiter): waiter.report(failure)
             }
         }
     }
@@ -533,27 +583,33 @@ public final class KafkaChangelogJournal: Journal {
 
     /// Records a stored append in the journal's state (what reads and the next appends see).
     private func finish(_ prepared: PreparedAppend) throws(PersistenceError) {
+        try state.withLock { (state) throws(PersistenceError) in
+            try Self.finish(prepared, in: &state, journal: name, topic: topic)
+        }
+    }
+
+    private static func finish(_ prepared: PreparedAppend, in state: inout State, journal name: String, topic: String)
+        throws(PersistenceError)
+    {
         let append = prepared.append
         let (id, partition, first) = (prepared.id, prepared.partition, prepared.first)
-        try state.withLock { (state) throws(PersistenceError) in
-            guard state.partitions[partition]?.generation == prepared.generation else {
-                throw PersistenceError(
-                    .partitionNotRestored, journal: name, persistenceID: id, sequenceNumber: first,
-                    message: "partition \(partition) of '\(topic)' was released or restored again while the append "
-                        + "was written; the append is stored, but this journal no longer serves the entity")
-            }
-            try state.modifyEntity(id, in: partition, journal: name, topic: topic, sequenceNumber: first) {
-                (entity, _) throws(PersistenceError) in
-                for event in append.events { entity.events[event.sequenceNumber] = .event(event) }
-                if let last = append.events.last?.sequenceNumber { entity.highest = max(entity.highest, last) }
-                if let offset = append.inputOffset { entity.merge(offset) }
-                if let snapshot = append.snapshot,
-                    (entity.snapshot?.sequenceNumber ?? Int64.min) <= snapshot.sequenceNumber
-                {
-                    entity.snapshot = .snapshot(snapshot)
-                    entity.highest = max(entity.highest, snapshot.sequenceNumber)
-                    entity.reserved = max(entity.reserved, snapshot.sequenceNumber)
-                }
+        guard state.partitions[partition]?.generation == prepared.generation else {
+            throw PersistenceError(
+                .partitionNotRestored, journal: name, persistenceID: id, sequenceNumber: first,
+                message: "partition \(partition) of '\(topic)' was released or restored again while the append "
+                    + "was written; the append is stored, but this journal no longer serves the entity")
+        }
+        try state.modifyEntity(id, in: partition, journal: name, topic: topic, sequenceNumber: first) {
+            (entity, _) throws(PersistenceError) in
+            for event in append.events { entity.events[event.sequenceNumber] = .event(event) }
+            if let last = append.events.last?.sequenceNumber { entity.highest = max(entity.highest, last) }
+            if let offset = append.inputOffset { entity.merge(offset) }
+            if let snapshot = append.snapshot,
+                (entity.snapshot?.sequenceNumber ?? Int64.min) <= snapshot.sequenceNumber
+            {
+                entity.snapshot = .snapshot(snapshot)
+                entity.highest = max(entity.highest, snapshot.sequenceNumber)
+                entity.reserved = max(entity.reserved, snapshot.sequenceNumber)
             }
         }
     }
@@ -658,7 +714,7 @@ public final class KafkaChangelogJournal: Journal {
     ) async throws(PersistenceError) {
         guard !messages.isEmpty else { return }
         let outcome = DeliveryOutcome()
-        await send(messages, tag: deliveries.add(records: messages.count, completion: outcome.report))
+        await send(messages, tag: deliveries.add(records: messages.count, pending: .awaited(outcome)))
         guard let failure = await outcome.wait() else { return }
         throw failed(id: id, sequenceNumber: sequenceNumber, partition: partition, generation: generation, reason: failure)
     }
@@ -680,14 +736,23 @@ public final class KafkaChangelogJournal: Journal {
     private func failed(
         id: PersistenceID, sequenceNumber: Int64?, partition: Int32, generation: UInt64, reason failure: String
     ) -> PersistenceError {
-        let reason = "writing to '\(topic)'[\(partition)] failed (\(failure)); the records may or may not be stored"
         state.withLock { state in
-            if state.partitions[partition]?.generation == generation {
-                state.partitions[partition]?.status = .failed(reason)
-            }
+            Self.markFailed(
+                &state, id: id, sequenceNumber: sequenceNumber, partition: partition, generation: generation,
+                reason: failure, journal: name, topic: topic)
+        }
+    }
+
+    private static func markFailed(
+        _ state: inout State, id: PersistenceID, sequenceNumber: Int64?, partition: Int32, generation: UInt64,
+        reason failure: String, journal: String, topic: String
+    ) -> PersistenceError {
+        let reason = "writing to '\(topic)'[\(partition)] failed (\(failure)); the records may or may not be stored"
+        if state.partitions[partition]?.generation == generation {
+            state.partitions[partition]?.status = .failed(reason)
         }
         return PersistenceError(
-            .storageFailure, journal: name, persistenceID: id, sequenceNumber: sequenceNumber,
+            .storageFailure, journal: journal, persistenceID: id, sequenceNumber: sequenceNumber,
             message: reason + ": restore partition \(partition) (restore(partitions:)) before its entities continue")
     }
 
@@ -738,6 +803,18 @@ extension KafkaChangelogJournal {
         /// Changes with every restore, so that a write or restore that finishes late does not touch newer state.
         var generation: UInt64
         var entities: [PersistenceID: ChangelogEntity] = [:]
+    }
+
+    /// The journal's state behind its lock, in an object of its own: the delivery receiver records reported appends
+    /// in it without holding the journal.
+    final class LockedState: Sendable {
+        private let mutex = Mutex(State())
+
+        func withLock<Result: Sendable, Failure: Error>(
+            _ body: (inout State) throws(Failure) -> Result
+        ) throws(Failure) -> Result {
+            try mutex.withLock { (state) throws(Failure) -> Result in try body(&state) }
+        }
     }
 
     struct State {
