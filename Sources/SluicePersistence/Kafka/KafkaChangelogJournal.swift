@@ -516,8 +516,9 @@ public final class KafkaChangelogJournal: Journal {
     }
 
     /// An append whose sequence numbers are reserved (its records are made alongside, and not kept here: this is
-    /// what the append's completion holds until its records are reported).
-    private struct PreparedAppend: Sendable {
+    /// what the append's delivery slot holds until its records are reported). A class: it is handed from the
+    /// submitting thread to the slot and the report, and a reference is one retain where the fields are a dozen.
+    private final class PreparedAppend: Sendable {
         let id: PersistenceID
         let partition: Int32
         let generation: UInt64
@@ -526,6 +527,18 @@ public final class KafkaChangelogJournal: Journal {
         /// when the append has events and no snapshot: its records carry only its own offset).
         let offsetsAfter: [InputOffset]
         let append: JournalAppend
+
+        init(
+            id: PersistenceID, partition: Int32, generation: UInt64, first: Int64?, offsetsAfter: [InputOffset],
+            append: JournalAppend
+        ) {
+            self.id = id
+            self.partition = partition
+            self.generation = generation
+            self.first = first
+            self.offsetsAfter = offsetsAfter
+            self.append = append
+        }
     }
 
     /// Checks the append, reserves its sequence numbers (the in-process conflict check) and makes its event records
