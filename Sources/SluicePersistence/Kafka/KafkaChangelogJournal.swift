@@ -105,9 +105,10 @@ public final class KafkaChangelogJournal: Journal {
     /// with overwhelming probability, from every other incarnation's (a random number per append would cost a
     /// `getrandom` system call each).
     private let lastAppendID = Atomic<UInt64>(UInt64.random(in: 0...UInt64.max))
-    /// The appends whose records are in flight; the producer reports to it a delivery batch at a time.
-    private let deliveries: AppendDeliveries<PendingAppend>
-    private let deliveryRoute: KafkaDeliveryRoute
+    /// The appends whose records are in flight, per partition (each with a lock and a delivery route of its own,
+    /// so that entities of different partitions do not wait for each other); the producer reports to them a
+    /// delivery batch at a time.
+    private let deliveries: [(appends: AppendDeliveries<PendingAppend>, route: KafkaDeliveryRoute)]
 
     /// Opens the journal: makes sure the changelog topic exists with the input topic's partition count, and starts
     /// the producer. Restores nothing: call ``restore(partitions:)`` for the partitions this instance owns.
@@ -126,11 +127,14 @@ public final class KafkaChangelogJournal: Journal {
         self.placement = configuration.placement
         self.configuration = configuration
         self.logger = logger
-        let state = LockedState()
+        let partitionCount = try await Self.ensureTopic(configuration, journal: name, logger: logger)
+        self.partitionCount = partitionCount
+        let state = LockedState(partitionCount: partitionCount)
         self.state = state
         let topic = configuration.topic
-        self.deliveries = AppendDeliveries { batch in Self.reported(batch, state: state, journal: name, topic: topic) }
-        self.partitionCount = try await Self.ensureTopic(configuration, journal: name, logger: logger)
+        let appends = (0..<partitionCount).map { _ in
+            AppendDeliveries<PendingAppend> { batch in Self.reported(batch, state: state, journal: name, topic: topic) }
+        }
         var producerConfiguration = KafkaProducerConfiguration(client: configuration.client)
         producerConfiguration.isIdempotent = true
         producerConfiguration.acks = "all"
@@ -140,7 +144,7 @@ public final class KafkaChangelogJournal: Journal {
         do {
             let producer = try KafkaProducer(configuration: producerConfiguration, logger: logger)
             self.producer = producer
-            self.deliveryRoute = try producer.register(deliveries)
+            self.deliveries = try appends.map { ($0, try producer.register($0)) }
         } catch {
             throw PersistenceError(
                 .storageFailure, journal: name, message: "cannot create the changelog producer: \(error)")
@@ -228,9 +232,10 @@ public final class KafkaChangelogJournal: Journal {
 
     /// The partitions restored and serving their entities.
     public var restoredPartitions: Set<Int32> {
-        state.withLock { state in
-            Set(state.partitions.compactMap { if case .ready = $0.value.status { $0.key } else { nil } })
-        }
+        Set(
+            (0..<partitionCount).filter { partition in
+                state.withPartition(partition) { slot in if case .ready? = slot?.status { true } else { false } }
+            })
     }
 
     /// Reads the changelog partitions from the beginning to their current ends (it produces a marker record to each
@@ -252,15 +257,12 @@ public final class KafkaChangelogJournal: Journal {
                 .invalidArgument, journal: name,
                 message: "partition \(bad) does not exist: changelog topic '\(topic)' has \(partitionCount) partitions")
         }
-        let generation = try state.withLock { (state) throws(PersistenceError) -> UInt64 in
-            guard !state.isClosed else { throw closedError() }
-            state.nextGeneration += 1
-            for partition in partitions {
-                state.partitions[partition] = PartitionState(status: .restoring, generation: state.nextGeneration)
-            }
-            return state.nextGeneration
+        guard !state.isClosed else { throw closedError() }
+        let generation = state.nextGeneration()
+        for partition in partitions {
+            state.withPartition(partition) { slot in slot = PartitionState(status: .restoring, generation: generation) }
         }
-        do {
+        do throws(PersistenceError) {
             let (outcomes, records) = try await readPartitions(partitions)
             var statistics = PartitionRestoreStatistics(
                 partitions: partitions, records: records, entities: 0, events: 0, ignoredRecords: 0,
@@ -270,11 +272,13 @@ public final class KafkaChangelogJournal: Journal {
                 statistics.events += outcome.entities.values.reduce(0) { $0 + $1.events.count }
                 statistics.ignoredRecords += outcome.ignoredRecords
             }
-            try state.withLock { (state) throws(PersistenceError) in
-                guard !state.isClosed else { throw closedError() }
-                for partition in partitions where state.partitions[partition]?.generation == generation {
-                    state.partitions[partition]?.entities = outcomes[partition]?.entities ?? [:]
-                    state.partitions[partition]?.status = .ready
+            guard !state.isClosed else { throw closedError() }
+            for partition in partitions {
+                let entities = outcomes[partition]?.entities ?? [:]
+                state.withPartition(partition) { slot in
+                    guard slot?.generation == generation else { return }
+                    slot?.entities = entities
+                    slot?.status = .ready
                 }
             }
             statistics.duration = ContinuousClock.now - started
@@ -294,9 +298,9 @@ public final class KafkaChangelogJournal: Journal {
                 ])
             return statistics
         } catch {
-            state.withLock { state in
-                for partition in partitions where state.partitions[partition]?.generation == generation {
-                    state.partitions[partition]?.status = .failed("its restore failed: \(error.message)")
+            for partition in partitions {
+                state.withPartition(partition) { slot in
+                    if slot?.generation == generation { slot?.status = .failed("its restore failed: \(error.message)") }
                 }
             }
             throw error
@@ -307,8 +311,8 @@ public final class KafkaChangelogJournal: Journal {
     /// revoked, after their entities stopped). Their entities' operations fail with
     /// ``PersistenceError/Code/partitionNotRestored`` until they are restored again.
     public func release(partitions: [Int32]) {
-        state.withLock { state in
-            for partition in partitions { state.partitions[partition] = nil }
+        for partition in partitions where partition >= 0 && partition < partitionCount {
+            state.withPartition(partition) { slot in slot = nil }
         }
     }
 
@@ -459,18 +463,19 @@ public final class KafkaChangelogJournal: Journal {
             return Self.reported([(.submitted(prepared, completion), nil)], state: state, journal: name, topic: topic)
         }
         // Once every record is reported, `reported` records the append and calls `completion`.
-        let tag = deliveries.add(records: messages.count, pending: .submitted(prepared, completion))
+        let (appends, route) = deliveries[Int(prepared.partition)]
+        let tag = appends.add(records: messages.count, pending: .submitted(prepared, completion))
         for (index, message) in messages.enumerated() {
             let accepted: Bool
             do {
-                accepted = try producer.trySend(message, route: deliveryRoute, tag: tag)
+                accepted = try producer.trySend(message, route: route, tag: tag)
             } catch {
-                return deliveries.abandon(tag, records: messages.count - index, error: "\(error)")
+                return appends.abandon(tag, records: messages.count - index, error: "\(error)")
             }
             guard accepted else {
                 // librdkafka's queue is full: wait for room in a task, for this record and the ones after it.
                 let rest = Array(messages[index...])
-                Task { await self.send(rest, tag: tag) }
+                Task { await self.send(rest, partition: prepared.partition, tag: tag) }
                 return
             }
         }
@@ -486,21 +491,23 @@ public final class KafkaChangelogJournal: Journal {
     }
 
     /// Appends whose every record was reported (on the producer's poll thread): the stored submitted ones are
-    /// recorded in the journal's state, in order and under one lock for the whole batch, before their completions
-    /// run; a failed one marks its partition failed.
+    /// recorded in the journal's state, in order, before their completions run; a failed one marks its partition
+    /// failed.
     private static func reported(
         _ batch: [(pending: PendingAppend, failure: String?)], state: LockedState, journal: String, topic: String
     ) {
-        let outcomes: [PersistenceError?] = state.withLock { state in
-            batch.map { pending, failure -> PersistenceError? in
-                guard case .submitted(let prepared, _) = pending else { return nil }
+        // One partition lock per append: the entities' threads take the same locks to submit, and a lock they find
+        // taken for long can put them to sleep.
+        let outcomes = batch.map { pending, failure -> PersistenceError? in
+            guard case .submitted(let prepared, _) = pending else { return nil }
+            return state.withPartition(prepared.partition) { slot -> PersistenceError? in
                 if let failure {
                     return markFailed(
-                        &state, id: prepared.id, sequenceNumber: prepared.first, partition: prepared.partition,
+                        &slot, id: prepared.id, sequenceNumber: prepared.first, partition: prepared.partition,
                         generation: prepared.generation, reason: failure, journal: journal, topic: topic)
                 }
                 do throws(PersistenceError) {
-                    try finish(prepared, in: &state, journal: journal, topic: topic)
+                    try finish(prepared, in: &slot, isClosed: state.isClosed, journal: journal, topic: topic)
                     return nil
                 } catch {
                     return error
@@ -552,9 +559,11 @@ public final class KafkaChangelogJournal: Journal {
         let first = append.events.first?.sequenceNumber
         var appendID = lastAppendID.wrappingAdd(1, ordering: .relaxed).newValue
         if appendID == 0 { appendID = lastAppendID.wrappingAdd(1, ordering: .relaxed).newValue }  // 0 means "none"
-        let (generation, previousAppendID, offsetsAfter) = try state.withLock {
-            (state) throws(PersistenceError) -> (UInt64, UInt64, [InputOffset]) in
-            try state.modifyEntity(id, in: partition, journal: name, topic: topic, sequenceNumber: first) {
+        let (generation, previousAppendID, offsetsAfter) = try state.withPartition(partition) {
+            (slot) throws(PersistenceError) -> (UInt64, UInt64, [InputOffset]) in
+            try PartitionState.modifyEntity(
+                id, in: &slot, partition, isClosed: state.isClosed, journal: name, topic: topic, sequenceNumber: first
+            ) {
                 (entity, generation) throws(PersistenceError) in
                 let previous = entity.headAppendID
                 if let first, let last = append.events.last?.sequenceNumber {
@@ -596,24 +605,25 @@ public final class KafkaChangelogJournal: Journal {
 
     /// Records a stored append in the journal's state (what reads and the next appends see).
     private func finish(_ prepared: PreparedAppend) throws(PersistenceError) {
-        try state.withLock { (state) throws(PersistenceError) in
-            try Self.finish(prepared, in: &state, journal: name, topic: topic)
+        try state.withPartition(prepared.partition) { (slot) throws(PersistenceError) in
+            try Self.finish(prepared, in: &slot, isClosed: state.isClosed, journal: name, topic: topic)
         }
     }
 
-    private static func finish(_ prepared: PreparedAppend, in state: inout State, journal name: String, topic: String)
-        throws(PersistenceError)
-    {
+    private static func finish(
+        _ prepared: PreparedAppend, in slot: inout PartitionState?, isClosed: Bool, journal name: String, topic: String
+    ) throws(PersistenceError) {
         let append = prepared.append
         let (id, partition, first) = (prepared.id, prepared.partition, prepared.first)
-        guard state.partitions[partition]?.generation == prepared.generation else {
+        guard slot?.generation == prepared.generation else {
             throw PersistenceError(
                 .partitionNotRestored, journal: name, persistenceID: id, sequenceNumber: first,
                 message: "partition \(partition) of '\(topic)' was released or restored again while the append "
                     + "was written; the append is stored, but this journal no longer serves the entity")
         }
-        try state.modifyEntity(id, in: partition, journal: name, topic: topic, sequenceNumber: first) {
-            (entity, _) throws(PersistenceError) in
+        try PartitionState.modifyEntity(
+            id, in: &slot, partition, isClosed: isClosed, journal: name, topic: topic, sequenceNumber: first
+        ) { (entity, _) throws(PersistenceError) in
             for event in append.events { entity.events[event.sequenceNumber] = .event(event) }
             if let last = append.events.last?.sequenceNumber { entity.highest = max(entity.highest, last) }
             if let offset = append.inputOffset { entity.merge(offset) }
@@ -691,11 +701,7 @@ public final class KafkaChangelogJournal: Journal {
     }
 
     public func close() async {
-        let first = state.withLock { state in
-            defer { state.isClosed = true }
-            return !state.isClosed
-        }
-        guard first else { return }
+        guard state.close() else { return }
         do {
             try await producer.close(timeout: configuration.writeTimeout)
         } catch {
@@ -707,9 +713,11 @@ public final class KafkaChangelogJournal: Journal {
 
     private func entity(_ id: PersistenceID, sequenceNumber: Int64?) throws(PersistenceError) -> ChangelogEntity? {
         let partition = partition(of: id)
-        return try state.withLock { (state) throws(PersistenceError) -> ChangelogEntity? in
-            try state.checkReady(partition, id: id, journal: name, topic: topic, sequenceNumber: sequenceNumber)
-            return state.partitions[partition]?.entities[id]
+        return try state.withPartition(partition) { (slot) throws(PersistenceError) -> ChangelogEntity? in
+            try PartitionState.checkReady(
+                slot, partition, id: id, isClosed: state.isClosed, journal: name, topic: topic,
+                sequenceNumber: sequenceNumber)
+            return slot?.entities[id]
         }
     }
 
@@ -727,19 +735,21 @@ public final class KafkaChangelogJournal: Journal {
     ) async throws(PersistenceError) {
         guard !messages.isEmpty else { return }
         let outcome = DeliveryOutcome()
-        await send(messages, tag: deliveries.add(records: messages.count, pending: .awaited(outcome)))
+        let tag = deliveries[Int(partition)].appends.add(records: messages.count, pending: .awaited(outcome))
+        await send(messages, partition: partition, tag: tag)
         guard let failure = await outcome.wait() else { return }
         throw failed(id: id, sequenceNumber: sequenceNumber, partition: partition, generation: generation, reason: failure)
     }
 
     /// Sends `messages` in order, waiting for room in librdkafka's queue; a message that cannot be sent fails it
     /// and the ones after it.
-    private func send(_ messages: [KafkaProducerMessage], tag: UInt64) async {
+    private func send(_ messages: [KafkaProducerMessage], partition: Int32, tag: UInt64) async {
+        let (appends, route) = deliveries[Int(partition)]
         for (index, message) in messages.enumerated() {
             do {
-                try await producer.send(message, route: deliveryRoute, tag: tag)
+                try await producer.send(message, route: route, tag: tag)
             } catch {
-                deliveries.abandon(tag, records: messages.count - index, error: "\(error)")
+                appends.abandon(tag, records: messages.count - index, error: "\(error)")
                 return
             }
         }
@@ -749,21 +759,19 @@ public final class KafkaChangelogJournal: Journal {
     private func failed(
         id: PersistenceID, sequenceNumber: Int64?, partition: Int32, generation: UInt64, reason failure: String
     ) -> PersistenceError {
-        state.withLock { state in
+        state.withPartition(partition) { slot in
             Self.markFailed(
-                &state, id: id, sequenceNumber: sequenceNumber, partition: partition, generation: generation,
+                &slot, id: id, sequenceNumber: sequenceNumber, partition: partition, generation: generation,
                 reason: failure, journal: name, topic: topic)
         }
     }
 
     private static func markFailed(
-        _ state: inout State, id: PersistenceID, sequenceNumber: Int64?, partition: Int32, generation: UInt64,
+        _ slot: inout PartitionState?, id: PersistenceID, sequenceNumber: Int64?, partition: Int32, generation: UInt64,
         reason failure: String, journal: String, topic: String
     ) -> PersistenceError {
         let reason = "writing to '\(topic)'[\(partition)] failed (\(failure)); the records may or may not be stored"
-        if state.partitions[partition]?.generation == generation {
-            state.partitions[partition]?.status = .failed(reason)
-        }
+        if slot?.generation == generation { slot?.status = .failed(reason) }
         return PersistenceError(
             .storageFailure, journal: journal, persistenceID: id, sequenceNumber: sequenceNumber,
             message: reason + ": restore partition \(partition) (restore(partitions:)) before its entities continue")
@@ -773,9 +781,8 @@ public final class KafkaChangelogJournal: Journal {
     private func deleteEvents(of id: PersistenceID, through sequenceNumber: Int64, partition: Int32, generation: UInt64)
         async
     {
-        let numbers: [Int64] = state.withLock { state in
-            guard state.partitions[partition]?.generation == generation,
-                let entity = state.partitions[partition]?.entities[id], entity.firstRetained <= sequenceNumber
+        let numbers: [Int64] = state.withPartition(partition) { slot in
+            guard slot?.generation == generation, let entity = slot?.entities[id], entity.firstRetained <= sequenceNumber
             else { return [] }
             return (entity.firstRetained...min(sequenceNumber, entity.highest)).filter { entity.events[$0] != nil }
         }
@@ -788,13 +795,11 @@ public final class KafkaChangelogJournal: Journal {
             logger.warning("deleting events covered by a snapshot failed: \(error)")
             return
         }
-        state.withLock { state in
-            guard state.partitions[partition]?.generation == generation,
-                var entity = state.partitions[partition]?.entities[id]
-            else { return }
+        state.withPartition(partition) { slot in
+            guard slot?.generation == generation, var entity = slot?.entities[id] else { return }
             for number in numbers { entity.events[number] = nil }
             entity.firstRetained = max(entity.firstRetained, sequenceNumber + 1)
-            state.partitions[partition]?.entities[id] = entity
+            slot?.entities[id] = entity
         }
     }
 
@@ -818,51 +823,74 @@ extension KafkaChangelogJournal {
         var entities: [PersistenceID: ChangelogEntity] = [:]
     }
 
-    /// The journal's state behind its lock, in an object of its own: the delivery receiver records reported appends
-    /// in it without holding the journal.
+    /// The journal's state: each partition's behind a lock of its own, so that entities of different partitions
+    /// (and the delivery reports of other partitions) never wait for each other. An object of its own: the delivery
+    /// receiver records reported appends in it without holding the journal.
     final class LockedState: Sendable {
-        private let mutex = Mutex(State())
+        /// One per changelog partition; `nil` while the partition is not restored here.
+        private let partitions: [PartitionLock]
+        private let closed = Atomic<Bool>(false)
+        private let lastGeneration = Atomic<UInt64>(0)
 
-        func withLock<Result: Sendable, Failure: Error>(
-            _ body: (inout State) throws(Failure) -> Result
+        private final class PartitionLock: Sendable {
+            let mutex = Mutex<PartitionState?>(nil)
+        }
+
+        init(partitionCount: Int32) {
+            partitions = (0..<max(partitionCount, 0)).map { _ in PartitionLock() }
+        }
+
+        var isClosed: Bool { closed.load(ordering: .acquiring) }
+
+        /// Closes the journal; `true` the first time.
+        func close() -> Bool { !closed.exchange(true, ordering: .acquiringAndReleasing) }
+
+        /// A generation no restore had before.
+        func nextGeneration() -> UInt64 { lastGeneration.wrappingAdd(1, ordering: .relaxed).newValue }
+
+        /// Runs `body` on the partition's state under the partition's lock. `partition` must be one of the
+        /// changelog's (callers check it, or compute it from the partitioner).
+        func withPartition<Result: Sendable, Failure: Error>(
+            _ partition: Int32, _ body: (inout PartitionState?) throws(Failure) -> Result
         ) throws(Failure) -> Result {
-            try mutex.withLock { (state) throws(Failure) -> Result in try body(&state) }
+            try partitions[Int(partition)].mutex.withLock { (slot) throws(Failure) -> Result in try body(&slot) }
         }
     }
+}
 
-    struct State {
-        var isClosed = false
-        var partitions: [Int32: PartitionState] = [:]
-        var nextGeneration: UInt64 = 0
-
-        func checkReady(
-            _ partition: Int32, id: PersistenceID, journal: String, topic: String, sequenceNumber: Int64?
-        ) throws(PersistenceError) {
-            guard !isClosed else {
-                throw PersistenceError(
-                    .journalClosed, journal: journal, persistenceID: id, sequenceNumber: sequenceNumber,
-                    message: "the journal was closed; open a new one")
-            }
-            let reason: String
-            switch partitions[partition]?.status {
-            case .ready?: return
-            case nil: reason = "it is not restored on this instance (not assigned here); call restore(partitions:)"
-            case .restoring?: reason = "its restore has not finished; entities start after it"
-            case .failed(let why)?: reason = "\(why); restore it again (restore(partitions:))"
-            }
+extension KafkaChangelogJournal.PartitionState {
+    /// Throws unless the journal is open and the partition is restored here.
+    static func checkReady(
+        _ slot: Self?, _ partition: Int32, id: PersistenceID, isClosed: Bool, journal: String, topic: String,
+        sequenceNumber: Int64?
+    ) throws(PersistenceError) {
+        guard !isClosed else {
             throw PersistenceError(
-                .partitionNotRestored, journal: journal, persistenceID: id, sequenceNumber: sequenceNumber,
-                message: "the entity lives in partition \(partition) of '\(topic)', and " + reason)
+                .journalClosed, journal: journal, persistenceID: id, sequenceNumber: sequenceNumber,
+                message: "the journal was closed; open a new one")
         }
+        let reason: String
+        switch slot?.status {
+        case .ready?: return
+        case nil: reason = "it is not restored on this instance (not assigned here); call restore(partitions:)"
+        case .restoring?: reason = "its restore has not finished; entities start after it"
+        case .failed(let why)?: reason = "\(why); restore it again (restore(partitions:))"
+        }
+        throw PersistenceError(
+            .partitionNotRestored, journal: journal, persistenceID: id, sequenceNumber: sequenceNumber,
+            message: "the entity lives in partition \(partition) of '\(topic)', and " + reason)
+    }
 
-        mutating func modifyEntity<T>(
-            _ id: PersistenceID, in partition: Int32, journal: String, topic: String, sequenceNumber: Int64?,
-            _ body: (inout ChangelogEntity, UInt64) throws(PersistenceError) -> T
-        ) throws(PersistenceError) -> T {
-            try checkReady(partition, id: id, journal: journal, topic: topic, sequenceNumber: sequenceNumber)
-            let generation = partitions[partition]!.generation
-            return try body(&partitions[partition]!.entities[id, default: ChangelogEntity()], generation)
-        }
+    /// Runs `body` on the entity's state (made empty if new) and the partition's generation, once the partition is
+    /// ready.
+    static func modifyEntity<T>(
+        _ id: PersistenceID, in slot: inout Self?, _ partition: Int32, isClosed: Bool, journal: String,
+        topic: String, sequenceNumber: Int64?, _ body: (inout ChangelogEntity, UInt64) throws(PersistenceError) -> T
+    ) throws(PersistenceError) -> T {
+        try checkReady(
+            slot, partition, id: id, isClosed: isClosed, journal: journal, topic: topic, sequenceNumber: sequenceNumber)
+        let generation = slot!.generation
+        return try body(&slot!.entities[id, default: ChangelogEntity()], generation)
     }
 }
 
