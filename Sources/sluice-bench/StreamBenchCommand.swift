@@ -72,6 +72,7 @@ struct StreamBenchCommand: AsyncParsableCommand {
             let input = "bench-streams-in-\(runID)"
             try await admin.createTopic(KafkaTopicSpecification(name: input, partitions: Int32(partitions)))
             try await produce(bootstrapServers, topic: input)
+            progress("round \(round): produced \(grouped(Double(messages))) messages to \(input)")
             /// Runs a workload, recording its rate and the CPU its process (or, for the Python loop, its child
             /// process) spent per message over the whole workload, consumer set-up and group join included.
             func record(_ name: String, children: Bool = false, _ workload: () async throws -> Double) async throws {
