@@ -47,17 +47,23 @@ struct OperatorTests {
     @Test("mapAsyncUnordered emits in completion order")
     func mapAsyncUnorderedOrder() async throws {
         let gates = (0..<3).map { _ in Gate() }
+        let emitted = Mutex<[Int]>([])
         let completion = try Source(0..<3).mapAsyncUnordered(parallelism: 3) { value -> Int in
             await gates[value].wait()
             return value
+        }.map { value -> Int in
+            emitted.withLock { $0.append(value) }
+            return value
         }.runWith(Sink.collect())
         try await Eventually.require("all three wait") { gates.allSatisfy { $0.waiting == 1 } }
+        // One call completes at a time, and the next is released only once the previous one was emitted: opening
+        // two gates at once would leave their order to the scheduler.
         gates[2].open()
+        try await Eventually.require("2 is emitted first") { emitted.withLock { $0 } == [2] }
         gates[0].open()
+        try await Eventually.require("then 0") { emitted.withLock { $0 } == [2, 0] }
         gates[1].open()
-        let result = try await completion.value()
-        #expect(Set(result) == [0, 1, 2])
-        #expect(result.first == 2)
+        #expect(try await completion.value() == [2, 0, 1])
     }
 
     @Test("mapAsyncPartitioned: one at a time per key, parallel across keys, output in upstream order")
