@@ -32,6 +32,37 @@ struct MockClusterTests {
         await consumer.close()
     }
 
+    /// librdkafka's synchronous commit waits for ever when no coordinator can be reached; a drain that commits
+    /// during a broker outage hung there. Without the bound this test hangs until the suite's time limit.
+    @Test("a commit while no broker is reachable fails after its timeout, retriable, instead of waiting for ever")
+    func commitWithoutABrokerTimesOut() async throws {
+        let cluster = try KafkaMockCluster(brokers: 1)
+        let topic = "ledger"
+        try cluster.createTopic(topic, partitions: 1)
+        var configuration = KafkaConsumerConfiguration(bootstrapServers: cluster.bootstrapServers, groupID: "mock-commit")
+        configuration.sessionTimeout = .seconds(6)
+        let consumer = try KafkaConsumer(configuration: configuration)
+        let partition = KafkaTopicPartition(topic: topic, partition: 0)
+        try consumer.assign([KafkaTopicPartitionOffset(partition, offset: KafkaOffset.beginning)])
+        try await consumer.commit([KafkaTopicPartitionOffset(partition, offset: 1)])
+
+        try cluster.setBroker(1, isUp: false)
+        let error = try await #require(throws: KafkaError.self) {
+            try await consumer.commit([KafkaTopicPartitionOffset(partition, offset: 2)], timeout: .seconds(2))
+        }
+        #expect(error.code == .timedOut)
+        #expect(error.isRetriable)
+        #expect(error.message.contains("may or may not be committed"))
+
+        // Once the broker is back, the same commit lands.
+        try cluster.setBroker(1, isUp: true)
+        try await Eventually.require(timeout: .seconds(60), "the commit lands once the broker is back") {
+            (try? await consumer.commit([KafkaTopicPartitionOffset(partition, offset: 2)])) != nil
+        }
+        #expect(try await consumer.committed([partition]) == [KafkaTopicPartitionOffset(partition, offset: 2)])
+        await consumer.close()
+    }
+
     @Test("a broker that goes down mid-produce: every message is delivered once it is back, none twice")
     func brokerDownMidProduce() async throws {
         let cluster = try KafkaMockCluster(brokers: 1)

@@ -220,34 +220,77 @@ public final class KafkaConsumer: Sendable {
 
     /// Commits these positions and waits for the group coordinator's answer. Each offset is the next one to
     /// read. Safe to call from the rebalance handler.
-    /// - Throws: ``KafkaError/Code/commit`` with the broker's reason (retriable ones marked ``KafkaError/isRetriable``).
-    public func commit(_ offsets: [KafkaTopicPartitionOffset]) async throws {
+    ///
+    /// - Parameter timeout: how long to wait for the answer (default: the client's request timeout). librdkafka's
+    ///   own synchronous commit waits for ever when no coordinator can be reached (a broker outage during a drain),
+    ///   so the answer is awaited on a queue of the call's own, for at most this long.
+    /// - Throws: ``KafkaError/Code/commit`` with the broker's reason (retriable ones marked ``KafkaError/isRetriable``);
+    ///   ``KafkaError/Code/timedOut`` (retriable) when no answer came in time: the offsets may or may not be
+    ///   committed.
+    public func commit(_ offsets: [KafkaTopicPartitionOffset], timeout: Duration? = nil) async throws {
         try checkOpen("commit")
         guard !offsets.isEmpty else { return }
         let client = self.client
+        let timeout = timeout ?? configuration.client.requestTimeout
         try await RDKafkaBlocking.run {
             try RDKafkaTopicPartitionList.with(offsets) { list in
-                let raw = rd_kafka_commit(client.handle, list, 0)
-                if raw != RD_KAFKA_RESP_ERR_NO_ERROR {
-                    throw KafkaError.rdkafka(raw, as: .commit, context: "committing \(offsets)")
-                }
-                if let (partition, error) = RDKafkaTopicPartitionList.firstError(list) {
-                    throw KafkaError.rdkafka(error, as: .commit, context: "committing the offset of \(partition)")
-                }
+                try Self.commitAndWait(client: client, list, timeout: timeout, what: "committing \(offsets)")
             }
         }
     }
 
-    /// Commits the offsets stored with ``storeOffsets(_:)`` and waits for the answer. Nothing stored is not an
-    /// error.
-    public func commitStored() async throws {
+    /// Commits the offsets stored with ``storeOffsets(_:)`` and waits for the answer (at most `timeout`, as
+    /// ``commit(_:timeout:)``). Nothing stored is not an error.
+    public func commitStored(timeout: Duration? = nil) async throws {
         try checkOpen("commit")
         let client = self.client
+        let timeout = timeout ?? configuration.client.requestTimeout
         try await RDKafkaBlocking.run {
-            let raw = rd_kafka_commit(client.handle, nil, 0)
-            if raw != RD_KAFKA_RESP_ERR_NO_ERROR && raw != RD_KAFKA_RESP_ERR__NO_OFFSET {
-                throw KafkaError.rdkafka(raw, as: .commit, context: "committing stored offsets")
+            try Self.commitAndWait(client: client, nil, timeout: timeout, what: "committing stored offsets")
+        }
+    }
+
+    /// Sends a commit (of `list`, or of the stored offsets when `nil`) whose answer goes to a queue of its own, and
+    /// waits on the calling Dispatch thread for that answer, at most `timeout`.
+    private static func commitAndWait(
+        client: RDKafkaClient, _ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?, timeout: Duration,
+        what: @autoclosure () -> String
+    ) throws {
+        guard let queue = rd_kafka_queue_new(client.handle) else {
+            throw KafkaError(code: .commit, message: "\(what()): librdkafka could not make a queue for the answer")
+        }
+        // The queue is reference-counted: an answer that comes after the timeout goes to a queue nobody reads.
+        defer { rd_kafka_queue_destroy(queue) }
+        let raw = rd_kafka_commit_queue(client.handle, list, queue, nil, nil)
+        if raw != RD_KAFKA_RESP_ERR_NO_ERROR {
+            throw KafkaError.rdkafka(raw, as: .commit, context: what())
+        }
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let remaining = deadline - ContinuousClock.now
+            guard remaining > .zero else {
+                throw KafkaError(
+                    code: .timedOut,
+                    message: "\(what()): no answer from the group coordinator within \(timeout) (is a broker "
+                        + "reachable?); the offsets may or may not be committed",
+                    librdkafkaCode: .timedOut, isRetriable: true)
             }
+            guard let event = rd_kafka_queue_poll(queue, Int32(clamping: max(remaining.milliseconds, 1))) else {
+                continue
+            }
+            defer { rd_kafka_event_destroy(event) }
+            guard rd_kafka_event_type(event) == RD_KAFKA_EVENT_OFFSET_COMMIT else { continue }
+            let error = rd_kafka_event_error(event)
+            if error == RD_KAFKA_RESP_ERR__NO_OFFSET && list == nil { return }  // nothing stored to commit
+            if error != RD_KAFKA_RESP_ERR_NO_ERROR {
+                throw KafkaError.rdkafka(error, as: .commit, context: what())
+            }
+            if let partitions = rd_kafka_event_topic_partition_list(event),
+                let (partition, error) = RDKafkaTopicPartitionList.firstError(UnsafePointer(partitions))
+            {
+                throw KafkaError.rdkafka(error, as: .commit, context: "committing the offset of \(partition)")
+            }
+            return
         }
     }
 
