@@ -5,16 +5,23 @@ import Testing
 /// Faults a real broker cannot easily be made to produce, injected with librdkafka's mock cluster.
 @Suite("Faults injected with librdkafka's mock cluster", .timeLimit(.minutes(2)))
 struct MockClusterTests {
-    @Test("a commit that fails with a retriable error surfaces as a typed retriable error; the retry lands")
-    func retriableCommitFailure() async throws {
+    /// A one-broker mock cluster with a one-partition topic, and a consumer of `groupID` assigned that partition.
+    func assignedConsumer(topic: String, groupID: String) throws
+        -> (cluster: KafkaMockCluster, consumer: KafkaConsumer, partition: KafkaTopicPartition)
+    {
         let cluster = try KafkaMockCluster(brokers: 1)
-        let topic = "orders"
         try cluster.createTopic(topic, partitions: 1)
-        var configuration = KafkaConsumerConfiguration(bootstrapServers: cluster.bootstrapServers, groupID: "mock-group")
+        var configuration = KafkaConsumerConfiguration(bootstrapServers: cluster.bootstrapServers, groupID: groupID)
         configuration.sessionTimeout = .seconds(6)
         let consumer = try KafkaConsumer(configuration: configuration)
         let partition = KafkaTopicPartition(topic: topic, partition: 0)
         try consumer.assign([KafkaTopicPartitionOffset(partition, offset: KafkaOffset.beginning)])
+        return (cluster, consumer, partition)
+    }
+
+    @Test("a commit that fails with a retriable error surfaces as a typed retriable error; the retry lands")
+    func retriableCommitFailure() async throws {
+        let (cluster, consumer, partition) = try assignedConsumer(topic: "orders", groupID: "mock-group")
 
         // The coordinator answers the next OffsetCommit with a retriable error.
         cluster.pushRequestErrors(apiKey: KafkaMockCluster.APIKey.offsetCommit, [.rebalanceInProgress])
@@ -36,14 +43,7 @@ struct MockClusterTests {
     /// during a broker outage hung there. Without the bound this test hangs until the suite's time limit.
     @Test("a commit while no broker is reachable fails after its timeout, retriable, instead of waiting for ever")
     func commitWithoutABrokerTimesOut() async throws {
-        let cluster = try KafkaMockCluster(brokers: 1)
-        let topic = "ledger"
-        try cluster.createTopic(topic, partitions: 1)
-        var configuration = KafkaConsumerConfiguration(bootstrapServers: cluster.bootstrapServers, groupID: "mock-commit")
-        configuration.sessionTimeout = .seconds(6)
-        let consumer = try KafkaConsumer(configuration: configuration)
-        let partition = KafkaTopicPartition(topic: topic, partition: 0)
-        try consumer.assign([KafkaTopicPartitionOffset(partition, offset: KafkaOffset.beginning)])
+        let (cluster, consumer, partition) = try assignedConsumer(topic: "ledger", groupID: "mock-commit")
         try await consumer.commit([KafkaTopicPartitionOffset(partition, offset: 1)])
 
         try cluster.setBroker(1, isUp: false)
