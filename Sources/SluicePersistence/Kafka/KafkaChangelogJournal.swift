@@ -490,34 +490,31 @@ public final class KafkaChangelogJournal: Journal {
         case awaited(DeliveryOutcome)
     }
 
-    /// Appends whose every record was reported (on the producer's poll thread): the stored submitted ones are
-    /// recorded in the journal's state, in order, before their completions run; a failed one marks its partition
-    /// failed.
+    /// Appends whose every record was reported (on the producer's poll thread), in order: a stored submitted one is
+    /// recorded in the journal's state, then completed; a failed one marks its partition failed.
     private static func reported(
         _ batch: [(pending: PendingAppend, failure: String?)], state: LockedState, journal: String, topic: String
     ) {
-        // One partition lock per append: the entities' threads take the same locks to submit, and a lock they find
-        // taken for long can put them to sleep.
-        let outcomes = batch.map { pending, failure -> PersistenceError? in
-            guard case .submitted(let prepared, _) = pending else { return nil }
-            return state.withPartition(prepared.partition) { slot -> PersistenceError? in
-                if let failure {
-                    return markFailed(
-                        &slot, id: prepared.id, sequenceNumber: prepared.first, partition: prepared.partition,
-                        generation: prepared.generation, reason: failure, journal: journal, topic: topic)
-                }
-                do throws(PersistenceError) {
-                    try finish(prepared, in: &slot, isClosed: state.isClosed, journal: journal, topic: topic)
-                    return nil
-                } catch {
-                    return error
-                }
-            }
-        }
-        for ((pending, failure), outcome) in zip(batch, outcomes) {
+        for (pending, failure) in batch {
             switch pending {
-            case .submitted(_, let completion): completion(outcome)
-            case .awaited(let waiter): waiter.report(failure)
+            case .awaited(let waiter):
+                waiter.report(failure)
+            case .submitted(let prepared, let completion):
+                // One partition lock per append, released before its completion runs.
+                let outcome = state.withPartition(prepared.partition) { slot -> PersistenceError? in
+                    if let failure {
+                        return markFailed(
+                            &slot, id: prepared.id, sequenceNumber: prepared.first, partition: prepared.partition,
+                            generation: prepared.generation, reason: failure, journal: journal, topic: topic)
+                    }
+                    do throws(PersistenceError) {
+                        try finish(prepared, in: &slot, isClosed: state.isClosed, journal: journal, topic: topic)
+                        return nil
+                    } catch {
+                        return error
+                    }
+                }
+                completion(outcome)
             }
         }
     }
