@@ -413,7 +413,7 @@ public final class KafkaConsumer: Sendable {
                 }
                 batch.append(KafkaConsumerMessage(pointer, topicNames: &topicNames))
             }
-            _ = shared.buffer.append(batch)
+            _ = shared.buffer.append(consume batch)
             return received
         }
 

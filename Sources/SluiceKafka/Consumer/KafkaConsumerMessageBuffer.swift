@@ -75,39 +75,46 @@ final class KafkaConsumerMessageBuffer: Sendable {
 
     /// Appends a batch (poll thread). Returns `true` when the buffer is now at or over capacity, so the poll
     /// thread should pause fetching.
-    func append(_ batch: [KafkaConsumerMessage]) -> Bool {
+    ///
+    /// The batch is moved into the buffer (or to a waiting reader), never shared: a reader that finds its batch
+    /// uniquely referenced can move its messages out, where a shared one would be copied message by message.
+    func append(_ batch: consuming [KafkaConsumerMessage]) -> Bool {
         guard !batch.isEmpty else { return state.withLock { $0.count >= capacity } }
         enum Handoff {
             case none
             case message(CheckedContinuation<Read?, any Error>, KafkaConsumerMessage)
             case batch(CheckedContinuation<BatchRead?, any Error>, [KafkaConsumerMessage])
         }
+        var incoming: [KafkaConsumerMessage]? = consume batch
         let (handoff, isFull): (Handoff, Bool) = state.withLock { state in
             guard state.completion == nil else { return (.none, false) }
+            let batch = incoming.take()!
+            let count = batch.count
             // A waiting reader means the buffer is empty: the batch goes to it directly.
             switch state.waiter.take() {
             case .message(let continuation)?:
-                if batch.count > 1 {
+                let first = batch[0]
+                if count > 1 {
                     state.batches.append(batch)
                     state.head = 1
-                    state.count = batch.count - 1
+                    state.count = count - 1
                 }
                 state.taken &+= 1
-                return (.message(continuation, batch[0]), state.count >= capacity)
+                return (.message(continuation, first), state.count >= capacity)
             case .batch(let continuation, let limit, _)?:
-                guard batch.count > limit else {
-                    state.taken &+= batch.count
+                guard count > limit else {
+                    state.taken &+= count
                     return (.batch(continuation, batch), false)  // whole, not copied
                 }
                 state.batches.append(batch)
-                state.count += batch.count
+                state.count += count
                 var drained = false
                 let taken = takeUpToLocked(limit, &state, drained: &drained)
                 guard case .messages(let messages) = taken else { preconditionFailure("a non-empty buffer yields messages") }
                 return (.batch(continuation, messages), state.count >= capacity)
             case nil:
                 state.batches.append(batch)
-                state.count += batch.count
+                state.count += count
                 return (.none, state.count >= capacity)
             }
         }

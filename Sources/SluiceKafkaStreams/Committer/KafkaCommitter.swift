@@ -10,6 +10,9 @@ public struct KafkaCommitterSettings: Sendable {
     public var maxInterval: Duration = .seconds(1)
     /// At most this many commits in flight at once (commits of one consumer still go one after another, so its
     /// positions only move forward). Default: 1.
+    ///
+    /// A commit due while that many are in flight does not hold the stream back: it waits for one of them to end
+    /// and then commits everything acknowledged by then, so under load one commit can cover several batches.
     public var parallelism: Int = 1
 
     public init(maxBatch: Int = 1000, maxInterval: Duration = .seconds(1), parallelism: Int = 1) {
@@ -19,10 +22,11 @@ public struct KafkaCommitterSettings: Sendable {
     }
 }
 
-/// What a committer flow emits each time it commits a batch (when the commit is issued; a commit that fails
-/// fatally fails the stream, other failures are retried with the next batch).
+/// What a committer flow emits each time a batch is due for commit (when the commit is asked for: it starts at
+/// once, or with the next commit to start if ``KafkaCommitterSettings/parallelism`` commits are in flight). A commit
+/// that fails fatally fails the stream; other failures are retried with the next batch.
 public struct KafkaCommitBatch: Sendable {
-    /// Acknowledgements covered by this commit.
+    /// Acknowledgements in this batch.
     public var acknowledgements: Int
 }
 
@@ -37,7 +41,8 @@ public enum KafkaCommitter {
         flow(settings).toMat(Sink.ignore(), Keep.right)
     }
 
-    /// A flow that acknowledges and commits, emitting a ``KafkaCommitBatch`` after each commit.
+    /// A flow that acknowledges and commits, emitting a ``KafkaCommitBatch`` each time a batch is due for commit
+    /// (commits due while earlier ones are in flight coalesce; see ``KafkaCommitterSettings/parallelism``).
     public static func flow(_ settings: KafkaCommitterSettings = .init()) -> Flow<CommittableOffset, KafkaCommitBatch, Void> {
         Flow.fromElements { upstream in
             .make {
@@ -47,22 +52,21 @@ public enum KafkaCommitter {
                         guard await channel.send(contentsOf: chunk) else { return }
                     }
                 }
-                let permits = CommitPermits(settings.parallelism)
+                let commits = CommitScheduler<KafkaCommitCoordinator>(limit: settings.parallelism) {
+                    try await $0.commit()
+                }
                 let clock = ContinuousClock()
                 var coordinators: [ObjectIdentifier: KafkaCommitCoordinator] = [:]
                 var pending = 0
                 var batchStart: ContinuousClock.Instant?
                 var isFinished = false
 
-                func commit() async throws -> KafkaCommitBatch {
+                func commit() throws -> KafkaCommitBatch {
                     let batch = KafkaCommitBatch(acknowledgements: pending)
-                    let toCommit = Array(coordinators.values)
+                    try commits.request(coordinators.values)
                     coordinators = [:]
                     pending = 0
                     batchStart = nil
-                    try await permits.run {
-                        for coordinator in toCommit { try await coordinator.commit() }
-                    }
                     return batch
                 }
 
@@ -104,15 +108,15 @@ public enum KafkaCommitter {
                             acknowledge(first, rest)
                             pending += 1 + rest.count
                             if batchStart == nil { batchStart = clock.now }
-                            if pending >= settings.maxBatch { return try await commit() }
+                            if pending >= settings.maxBatch { return try commit() }
                         case .timedOut:
-                            if pending > 0 { return try await commit() }
+                            if pending > 0 { return try commit() }
                             batchStart = nil
                         case .finished:
                             try Task.checkCancellation()
                             isFinished = true
-                            let last = try await commit()
-                            try await permits.waitForAll()
+                            let last = try commit()
+                            try await commits.waitForAll()
                             return last.acknowledgements == 0 ? nil : last
                         }
                     }
@@ -122,60 +126,92 @@ public enum KafkaCommitter {
     }
 }
 
-/// Limits how many commits run at once; commits run in the background so acknowledgements keep flowing.
-final class CommitPermits: Sendable {
+/// Runs a committer's commits in the background, at most `limit` at once, and coalesces the ones asked for
+/// meanwhile.
+///
+/// A commit asked for while `limit` commits run does not wait, and does not queue up either: its targets join the
+/// one pending commit, which starts when a running commit ends and commits whatever is acknowledged by then (a
+/// commit reads its positions when it starts). So acknowledgements keep flowing while commits are in flight, and
+/// under load each commit covers more acknowledgements rather than commits lining up one per batch, each a round
+/// trip to the group coordinator that holds the stream back.
+final class CommitScheduler<Target: AnyObject & Sendable>: Sendable {
+    private struct State {
+        var running = 0
+        /// The targets of the pending commit, by identity.
+        var pending: [ObjectIdentifier: Target] = [:]
+        var failure: (any Error)?
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
     private let limit: Int
-    private let state = Mutex<(running: Int, failure: (any Error)?, waiters: [CheckedContinuation<Void, Never>])>((0, nil, []))
+    private let commit: @Sendable (Target) async throws -> Void
+    private let state = Mutex(State())
 
-    init(_ limit: Int) { self.limit = max(limit, 1) }
-
-    /// Starts `body` in the background once a permit is free. Rethrows the failure of an earlier commit.
-    func run(_ body: @escaping @Sendable () async throws -> Void) async throws {
-        while true {
-            let acquired: Bool = try state.withLock { state in
-                if let failure = state.failure { throw failure }
-                guard state.running < limit else { return false }
-                state.running += 1
-                return true
-            }
-            if acquired { break }
-            await withCheckedContinuation { continuation in
-                let resumeNow = state.withLock { state in
-                    if state.running < limit || state.failure != nil { return true }
-                    state.waiters.append(continuation)
-                    return false
-                }
-                if resumeNow { continuation.resume() }
-            }
-        }
-        Task {
-            var failure: (any Error)?
-            do { try await body() } catch { failure = error }
-            let waiters = state.withLock { state in
-                state.running -= 1
-                if let failure, state.failure == nil { state.failure = failure }
-                defer { state.waiters = [] }
-                return state.waiters
-            }
-            for waiter in waiters { waiter.resume() }
-        }
+    /// - Parameter commit: commits one target's acknowledged positions.
+    init(limit: Int, commit: @escaping @Sendable (Target) async throws -> Void) {
+        self.limit = max(limit, 1)
+        self.commit = commit
     }
 
-    /// Waits until no commit runs; rethrows a commit failure.
+    /// Asks for a commit of `targets`: it starts now if fewer than `limit` commits run, and joins the pending commit
+    /// otherwise. Rethrows the failure of an earlier commit.
+    func request(_ targets: some Sequence<Target>) throws {
+        let start: [Target]? = try state.withLock { state in
+            if let failure = state.failure { throw failure }
+            for target in targets { state.pending[ObjectIdentifier(target)] = target }
+            return Self.takePendingLocked(&state, limit: limit)
+        }
+        if let start { run(start) }
+    }
+
+    /// Waits until no commit runs or is pending; rethrows a commit failure.
     func waitForAll() async throws {
         while true {
             let done: Bool = try state.withLock { state in
                 if let failure = state.failure { throw failure }
-                return state.running == 0
+                return state.running == 0 && state.pending.isEmpty
             }
             if done { return }
             await withCheckedContinuation { continuation in
                 let resumeNow = state.withLock { state in
-                    if state.running == 0 || state.failure != nil { return true }
+                    if (state.running == 0 && state.pending.isEmpty) || state.failure != nil { return true }
                     state.waiters.append(continuation)
                     return false
                 }
                 if resumeNow { continuation.resume() }
+            }
+        }
+    }
+
+    /// The pending targets, counted as running, when a commit may start; `nil` otherwise.
+    private static func takePendingLocked(_ state: inout State, limit: Int) -> [Target]? {
+        guard !state.pending.isEmpty, state.running < limit, state.failure == nil else { return nil }
+        state.running += 1
+        defer { state.pending.removeAll(keepingCapacity: true) }
+        return Array(state.pending.values)
+    }
+
+    /// Commits `first`, then whatever became pending meanwhile, until nothing is.
+    private func run(_ first: [Target]) {
+        Task {
+            var targets = first
+            while true {
+                var failure: (any Error)?
+                do {
+                    for target in targets { try await commit(target) }
+                } catch { failure = error }
+                let (next, waiters): ([Target]?, [CheckedContinuation<Void, Never>]) = state.withLock { state in
+                    state.running -= 1
+                    if let failure, state.failure == nil { state.failure = failure }
+                    let next = Self.takePendingLocked(&state, limit: limit)
+                    guard next == nil, (state.running == 0 && state.pending.isEmpty) || state.failure != nil else {
+                        return (next, [])
+                    }
+                    defer { state.waiters = [] }
+                    return (nil, state.waiters)
+                }
+                for waiter in waiters { waiter.resume() }
+                guard let next else { return }
+                targets = next
             }
         }
     }

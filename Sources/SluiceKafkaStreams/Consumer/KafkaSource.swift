@@ -95,7 +95,7 @@ public enum KafkaSource {
                         let readSince = state.forgetCount
                         switch try await consumer.readBatch(maxCount: settings.consumer.pollBatchSize) {
                         case .messages(let next)?:
-                            state.setUnadmitted(next, readSince: readSince, coordinator: coordinator)
+                            state.setUnadmitted(consume next, readSince: readSince, coordinator: coordinator)
                         case .wokenUp?:
                             continue
                         case nil:
@@ -149,7 +149,12 @@ final class CommittableSourceState: Sendable {
     /// assigned anew, and its messages are new), they are dropped. Messages left here when a partition is revoked
     /// later are dropped by ``forget(_:)``. Either way a revoked partition's message is never admitted against a
     /// ledger of a later assignment.
-    func setUnadmitted(_ batch: [KafkaConsumerMessage], readSince: UInt64, coordinator: KafkaCommitCoordinator) {
+    ///
+    /// The batch is taken, not borrowed: a borrowed batch would still be shared with the caller, and reversing it
+    /// would copy every message (retaining each of its buffers) instead of moving them.
+    func setUnadmitted(
+        _ batch: consuming [KafkaConsumerMessage], readSince: UInt64, coordinator: KafkaCommitCoordinator
+    ) {
         var batch = batch
         state.withLock { state in
             precondition(state.unadmitted.isEmpty, "a batch is read only once the previous one is admitted")
