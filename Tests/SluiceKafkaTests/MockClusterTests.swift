@@ -63,6 +63,36 @@ struct MockClusterTests {
         await consumer.close()
     }
 
+    /// librdkafka's consumer close waits for outstanding commits and for the group coordinator: a drain during a
+    /// broker outage hung in `rd_kafka_consumer_close`. Without the bound this test hangs until the suite's time
+    /// limit.
+    @Test("closing a group member while no broker is reachable gives up after closeTimeout instead of waiting for ever")
+    func closeWithoutABrokerIsBounded() async throws {
+        let cluster = try KafkaMockCluster(brokers: 1)
+        try cluster.createTopic("shipments", partitions: 2)
+        var configuration = KafkaConsumerConfiguration(bootstrapServers: cluster.bootstrapServers, groupID: "mock-close")
+        configuration.sessionTimeout = .seconds(6)
+        configuration.closeTimeout = .seconds(3)
+        // A long request timeout: librdkafka's own close then waits more than 100 s (measured with a 100 s
+        // closeTimeout), past the suite's time limit.
+        configuration.client.requestTimeout = .seconds(40)
+        let consumer = try KafkaConsumer(configuration: configuration)
+        try consumer.subscribe(topics: ["shipments"])
+        try await Eventually.require(timeout: .seconds(60), "the consumer is assigned both partitions") {
+            consumer.assignment.count == 2
+        }
+
+        try cluster.setBroker(1, isUp: false)
+        // A commit that cannot reach the coordinator: librdkafka holds it until one answers.
+        try consumer.commitAsync([KafkaTopicPartitionOffset(KafkaTopicPartition(topic: "shipments", partition: 0), offset: 1)])
+        await consumer.close()
+
+        // Closed: the API refuses further work, and the message stream has ended.
+        #expect(throws: KafkaError.self) { try consumer.subscribe(topics: ["shipments"]) }
+        var messages = consumer.messages.makeAsyncIterator()
+        #expect(try await messages.next() == nil)
+    }
+
     @Test("a broker that goes down mid-produce: every message is delivered once it is back, none twice")
     func brokerDownMidProduce() async throws {
         let cluster = try KafkaMockCluster(brokers: 1)

@@ -72,8 +72,10 @@ public final class KafkaConsumer: Sendable {
         self.client = client
         if let queue = client.consumerQueue { rd_kafka_queue_cb_event_enable(queue, queueEventCallback, signal.opaque) }
         let batchSize = max(configuration.pollBatchSize, 1)
+        let closeTimeout = configuration.closeTimeout
         pollThread.start(name: "sluice-consumer-poll") {
-            Self.pollLoop(client: client, shared: shared, pollThread: pollThread, batchSize: batchSize)
+            Self.pollLoop(
+                client: client, shared: shared, pollThread: pollThread, batchSize: batchSize, closeTimeout: closeTimeout)
         }
     }
 
@@ -387,7 +389,9 @@ public final class KafkaConsumer: Sendable {
 
     // MARK: - Poll loop (runs on the dedicated poll thread)
 
-    private static func pollLoop(client: RDKafkaClient, shared: Shared, pollThread: RDKafkaPollThread, batchSize: Int) {
+    private static func pollLoop(
+        client: RDKafkaClient, shared: Shared, pollThread: RDKafkaPollThread, batchSize: Int, closeTimeout: Duration
+    ) {
         guard let consumerQueue = client.consumerQueue else { return }
         let slots = UnsafeMutablePointer<UnsafeMutablePointer<rd_kafka_message_t>?>.allocate(capacity: batchSize)
         defer { slots.deallocate() }
@@ -437,14 +441,49 @@ public final class KafkaConsumer: Sendable {
             shared.applyStallPolicy(client.handle, hasRoom: room > 0)
             if !didWork { shared.signal.wait(timeout: idleWait) }
         }
-        // Leave the group: librdkafka revokes the assignment through the rebalance callback on this thread.
-        let raw = rd_kafka_consumer_close(client.handle)
-        if raw != RD_KAFKA_RESP_ERR_NO_ERROR {
-            shared.logger.warning("closing the consumer: \(KafkaErrorCode(raw))")
-        }
+        leaveGroup(client: client, queue: consumerQueue, shared: shared, slots: slots, batchSize: batchSize, timeout: closeTimeout)
         shared.releasePartitionQueues()
         rd_kafka_queue_cb_event_enable(consumerQueue, nil, nil)
         shared.buffer.finish(shared.state.withLock { $0.fatalError }.map { .failed($0) } ?? .finished)
+    }
+}
+
+extension KafkaConsumer {
+    /// Leaves the group (poll thread): librdkafka revokes the assignment through the rebalance callback, served
+    /// here, then leaves. At most `timeout`: librdkafka's own `rd_kafka_consumer_close` waits for a group
+    /// coordinator that cannot be reached for ever, so the close is started with `rd_kafka_consumer_close_queue` and
+    /// its queue served until librdkafka reports the consumer closed or the time is up. Messages that still arrive
+    /// are dropped: their partitions are being given up, and nothing of them was handed over or committed.
+    fileprivate static func leaveGroup(
+        client: RDKafkaClient, queue: OpaquePointer, shared: Shared,
+        slots: UnsafeMutablePointer<UnsafeMutablePointer<rd_kafka_message_t>?>, batchSize: Int, timeout: Duration
+    ) {
+        // However this ends, the teardown must not try to leave again: that is the unbounded wait avoided here.
+        defer { client.skipsConsumerCloseOnDestroy() }
+        if let error = rd_kafka_consumer_close_queue(client.handle, queue) {
+            defer { rd_kafka_error_destroy(error) }
+            shared.logger.warning("closing the consumer: \(String(cString: rd_kafka_error_string(error)))")
+            return
+        }
+        let deadline = ContinuousClock.now + timeout
+        var dropped = 0
+        while rd_kafka_consumer_closed(client.handle) == 0 {
+            guard ContinuousClock.now < deadline else {
+                shared.logger.error("""
+                    the consumer could not leave its group within \(timeout) (is the group coordinator reachable?): \
+                    it stops without leaving; the group reassigns its partitions when its session times out, and what \
+                    was not committed is delivered again
+                    """)
+                return
+            }
+            let received = rd_kafka_consume_batch_queue(queue, 10, slots, batchSize)
+            for index in 0..<max(received, 0) {
+                guard let message = slots[index] else { continue }
+                if message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR { dropped += 1 }
+                rd_kafka_message_destroy(message)
+            }
+        }
+        if dropped > 0 { shared.logger.debug("dropped \(dropped) messages that arrived while leaving the group") }
     }
 }
 

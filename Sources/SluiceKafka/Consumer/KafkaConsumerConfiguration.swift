@@ -40,6 +40,12 @@ public struct KafkaConsumerConfiguration: Sendable {
     public var fetchWaitMax: Duration = .milliseconds(50)
     /// How many messages the poll thread takes from librdkafka in one call. Default: 1,024.
     public var pollBatchSize: Int = 1024
+    /// How long ``KafkaConsumer/close()`` may take to leave the group: revoking the assignment through the rebalance
+    /// handler (a stream source waits there for in-flight messages and commits), then leaving. librdkafka waits for
+    /// an unreachable group coordinator for ever; after this long the consumer stops waiting, logs an error and is
+    /// torn down without leaving (the group hands its partitions to others when its session times out, and what
+    /// was not committed is delivered again). Default: 30 seconds.
+    public var closeTimeout: Duration = .seconds(30)
 
     /// Creates consumer settings for the given bootstrap servers and group.
     public init(bootstrapServers: [String], groupID: String) {

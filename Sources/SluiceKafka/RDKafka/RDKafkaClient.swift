@@ -24,6 +24,9 @@ final class RDKafkaClient: @unchecked Sendable {
     /// The topic handle returned last (an unretained `RDKafkaTopic` that `topics` keeps alive), or 0: a producer
     /// sending to one topic finds its handle with a string comparison, without hashing or locking.
     private let lastTopic = Atomic<UInt>(0)
+    /// Set once a consumer's poll thread has left its group (or given up trying): the teardown then destroys the
+    /// handle without librdkafka's own consumer close, which would wait again, without a bound.
+    private let skipsConsumerClose = Atomic<Bool>(false)
 
     /// Creates a client; fails with librdkafka's message when a property is unknown or invalid.
     /// - Parameter servesDeliveryReportEvents: a producer whose poll loop serves delivery reports and errors as
@@ -98,10 +101,13 @@ final class RDKafkaClient: @unchecked Sendable {
         }
     }
 
+    /// Makes the teardown skip librdkafka's consumer close (the poll thread has done it, or given up on it).
+    func skipsConsumerCloseOnDestroy() { skipsConsumerClose.store(true, ordering: .releasing) }
+
     deinit {
         let teardown = Teardown(
             handle: handle, consumerQueue: consumerQueue, topics: topics.withLock { Array($0.values) },
-            context: context)
+            context: context, skipsConsumerClose: skipsConsumerClose.load(ordering: .acquiring))
         // rd_kafka_destroy joins librdkafka's threads and can take a while: never on the cooperative pool.
         DispatchQueue.global().async { teardown.run() }
     }
@@ -115,11 +121,12 @@ final class RDKafkaClient: @unchecked Sendable {
         let consumerQueue: OpaquePointer?
         let topics: [RDKafkaTopic]
         let context: RDKafkaClientContext
+        let skipsConsumerClose: Bool
 
         func run() {
             for topic in topics { rd_kafka_topic_destroy(topic.handle) }
             if let consumerQueue { rd_kafka_queue_destroy(consumerQueue) }
-            rd_kafka_destroy(handle)
+            rd_kafka_destroy_flags(handle, skipsConsumerClose ? RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE : 0)
             // The callbacks' context and the topics' names (their opaques) must outlive rd_kafka_destroy: librdkafka
             // may log until it returns.
             withExtendedLifetime((context, topics)) {}
