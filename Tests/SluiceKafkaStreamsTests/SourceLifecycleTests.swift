@@ -44,4 +44,32 @@ struct SourceLifecycleTests {
             }
         }
     }
+
+    /// `KafkaConsumer.close()` marked the consumer closed before leaving the group, so the revoke it runs refused
+    /// its own commit ("the client is closed"): a shutdown without a drain committed nothing it had finished.
+    @Test("a shutdown without a drain commits, on revoke, what was acknowledged")
+    func shutdownCommitsAcknowledgedOnRevoke() async throws {
+        try await withTestTopic(partitions: 2) { topic in
+            let ends = try await produceSequenced(topic: topic, keys: 4, perKey: 5)
+            let settings = try await testSourceSettings(topic: topic)
+            let acknowledged = Mutex(0)
+            // No committer: offsets are only acknowledged, so the revoke's commit is the only one.
+            let (control, _) = try KafkaSource.committable(settings)
+                .map { message -> Void in
+                    message.committableOffset.acknowledge()
+                    acknowledged.withLock { $0 += 1 }
+                }
+                .toMat(Sink.ignore(), Keep.both).run()
+            try await Eventually.require(timeout: .seconds(60), "every message is acknowledged") {
+                acknowledged.withLock { $0 } == 20
+            }
+            await control.shutdown()
+
+            let reader = try KafkaConsumer(configuration: settings.consumer)
+            let partitions = ends.keys.map { KafkaTopicPartition(topic: topic, partition: $0) }
+            let committed = try await reader.committed(partitions)
+            #expect(Dictionary(uniqueKeysWithValues: committed.map { ($0.topicPartition.partition, $0.offset) }) == ends)
+            await reader.close()
+        }
+    }
 }

@@ -373,11 +373,14 @@ public final class KafkaConsumer: Sendable {
 
     /// Leaves the group cleanly (revoking the assignment through the rebalance handler first), ends ``messages``
     /// and releases the client. Further calls throw ``KafkaError/Code/closed``.
+    ///
+    /// The consumer counts as closed once it has left the group, not before: the rebalance handler's revoke runs
+    /// during the close and commits what was finished (a consumer marked closed first refused that commit).
     public func close() async {
-        shared.state.withLock { $0.isClosed = true }
         pollThread.requestStop()
         shared.signal.notify()
         await pollThread.waitForExit()
+        shared.state.withLock { $0.isClosed = true }
     }
 
     private func checkOpen(_ operation: String) throws {

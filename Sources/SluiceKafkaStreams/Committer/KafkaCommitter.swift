@@ -36,7 +36,8 @@ public struct KafkaCommitBatch: Sendable {
 /// Acknowledgements may arrive in any order: a later offset's acknowledgement never commits past an earlier
 /// unacknowledged one. Nothing is committed for a partition the consumer gave up.
 public enum KafkaCommitter {
-    /// A sink that acknowledges and commits; completes (after a final commit) when the stream does.
+    /// A sink that acknowledges and commits; completes (after a final commit) when the stream does. It fails if
+    /// that final commit fails (earlier failed commits are logged and retried by the next one).
     public static func sink(_ settings: KafkaCommitterSettings = .init()) -> Sink<CommittableOffset, StreamCompletion<Void>> {
         flow(settings).toMat(Sink.ignore(), Keep.right)
     }
@@ -88,11 +89,14 @@ public enum KafkaCommitter {
                     }
                     ledger.acknowledge(contentsOf: run)
                 }
+                /// Every coordinator this stream acknowledged for: each gets a last commit when the stream ends.
+                var acknowledgedFor: [ObjectIdentifier: KafkaCommitCoordinator] = [:]
                 func note(_ coordinator: KafkaCommitCoordinator?) {
                     // No coordinator: its consumer is gone, and nothing can be committed for the offset any more.
                     guard let coordinator, coordinator !== lastCoordinator || coordinators.isEmpty else { return }
                     lastCoordinator = coordinator
                     coordinators[ObjectIdentifier(coordinator)] = coordinator
+                    acknowledgedFor[ObjectIdentifier(coordinator)] = coordinator
                 }
 
                 return {
@@ -117,6 +121,10 @@ public enum KafkaCommitter {
                             isFinished = true
                             let last = try commit()
                             try await commits.waitForAll()
+                            // The last commit must land, or the stream fails with its error: no later commit would
+                            // retry it, and a drain must not report as committed what was not (it is delivered
+                            // again after a restart). Positions already committed make this a no-op.
+                            for coordinator in acknowledgedFor.values { try await coordinator.commitFinal() }
                             return last.acknowledgements == 0 ? nil : last
                         }
                     }

@@ -154,11 +154,21 @@ final class KafkaCommitCoordinator: Sendable {
     /// Failures are logged and retried with the next commit (positions only move forward), except fatal ones.
     func commit() async throws {
         let current = ledgers.withLock { Array($0.values) }
-        try await lane.run { try await commitLocked(current, throwingFatal: true) }
+        try await lane.run { try await commitLocked(current, throwing: .fatal) }
     }
 
+    /// The last commit of a stream: like ``commit()``, but every failure is thrown, because no later commit will
+    /// retry it (what it did not commit is delivered again after a restart).
+    func commitFinal() async throws {
+        let current = ledgers.withLock { Array($0.values) }
+        try await lane.run { try await commitLocked(current, throwing: .all) }
+    }
+
+    /// Which commit failures ``commitLocked(_:throwing:)`` throws rather than logs.
+    private enum ThrownFailures { case none, fatal, all }
+
     /// Commits `ledgers`' positions; must run inside the lane.
-    private func commitLocked(_ ledgers: [PartitionLedger], throwingFatal: Bool = false) async throws {
+    private func commitLocked(_ ledgers: [PartitionLedger], throwing thrown: ThrownFailures = .none) async throws {
         let positions = ledgers.compactMap { ledger in
             ledger.positionToCommit().map { (ledger, $0) }
         }
@@ -167,13 +177,16 @@ final class KafkaCommitCoordinator: Sendable {
             try await consumer.commit(positions.map { KafkaTopicPartitionOffset($0.0.topicPartition, offset: $0.1) })
             for (ledger, position) in positions { ledger.committed(position) }
         } catch let error as KafkaError {
-            if error.isFatal && throwingFatal { throw error }
-            logger.warning("commit failed (will retry with the next commit): \(error)")
+            switch thrown {
+            case .all: throw error
+            case .fatal where error.isFatal: throw error
+            case .fatal, .none: logger.warning("commit failed (will retry with the next commit): \(error)")
+            }
         }
     }
 
     private func commitLocked(_ ledgers: [PartitionLedger]) async {
-        try? await commitLocked(ledgers, throwingFatal: false)
+        try? await commitLocked(ledgers, throwing: .none)
     }
 
     /// Offsets in flight per partition (handed out, not yet acknowledged).
