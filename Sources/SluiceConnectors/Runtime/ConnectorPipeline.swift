@@ -25,6 +25,9 @@ extension ConnectorRuntime {
         var consumer = KafkaConsumerConfiguration(client: client, groupID: source.groupID)
         consumer.autoOffsetReset = source.start == .earliest ? .earliest : .latest
         consumer.client.properties.merge(source.properties) { $1 }
+        // A drain has already waited `drain_grace` for the in-flight work; leaving the group after it must fit in the
+        // margin the deploy files give above that (15 s), even when the coordinator cannot be reached.
+        consumer.closeTimeout = .seconds(10)
         var settings = KafkaSourceSettings(
             consumer: consumer, subscription: source.pattern.map { .pattern($0) } ?? .topics(source.topics))
         settings.maxInFlightPerPartition = configuration.delivery.maxInFlightPerPartition
