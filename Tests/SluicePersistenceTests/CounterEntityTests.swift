@@ -143,6 +143,40 @@ func counter(_ entityID: String, snapshotEvery: Int? = nil) -> EventSourcedBehav
         await fixture.destroy()
     }
 
+    /// The latest input partition is kept apart from the others: switching between partitions must keep each one's
+    /// highest applied offset, in memory and after recovery.
+    @Test func appliedOffsetsOfInterleavedPartitionsStaySeparate() async throws {
+        var fixture = try await SQLiteFixture.make()
+        let entity = PersistentEntity(counter("interleaved"), journal: fixture.journal)
+        let inputs: [(String, Int32, Int64)] = [
+            ("in", 0, 5), ("in", 1, 3), ("other", 0, 7), ("in", 0, 6), ("in", 1, 4), ("in", 0, 2), ("other", 0, 1),
+        ]
+        var applied = 0
+        for (topic, partition, offset) in inputs {
+            let result = try await entity.handle(.add(1), inputOffset: InputOffset(topic: topic, partition: partition, offset: offset))
+            if !result.skippedAsAlreadyApplied { applied += 1 }
+        }
+        // ("in", 0, 2) and ("other", 0, 1) are below their partitions' applied offsets (6 and 7).
+        #expect(applied == 5)
+        #expect(await entity.state.value == 5)
+        /// Whether each of these inputs counts as applied.
+        let probes: [(InputOffset, Bool)] = [
+            (InputOffset(topic: "in", partition: 0, offset: 6), true),
+            (InputOffset(topic: "in", partition: 0, offset: 7), false),
+            (InputOffset(topic: "in", partition: 1, offset: 4), true),
+            (InputOffset(topic: "in", partition: 1, offset: 5), false),
+            (InputOffset(topic: "other", partition: 0, offset: 7), true),
+            (InputOffset(topic: "other", partition: 0, offset: 8), false),
+            (InputOffset(topic: "in", partition: 2, offset: 0), false),
+        ]
+        for (input, isApplied) in probes { #expect(await entity.isAlreadyApplied(input) == isApplied, "\(input)") }
+        fixture = try await fixture.reopenSQLite()
+        let restarted = PersistentEntity(counter("interleaved"), journal: fixture.journal)
+        _ = try await restarted.recover()
+        for (input, isApplied) in probes { #expect(await restarted.isAlreadyApplied(input) == isApplied, "\(input)") }
+        await fixture.destroy()
+    }
+
     @Test func aFailedWriteStopsTheEntityWithoutChangingItsState() async throws {
         let fixture = try await SQLiteFixture.make()
         let failing = FailingJournal(fixture.journal)

@@ -182,7 +182,9 @@ final class ActorCell<Message: Sendable>: AnyActorCell, @unchecked Sendable {
                 return nil
             }
             guard let work else { return }
-            switch work {
+            // Consumed, so the message moves out of the work item: a copy would retain each of its references (and
+            // release them again), per message.
+            switch consume work {
             case .system(let message):
                 await handleSystem(message)
             case .message(let envelope, let waiter):
