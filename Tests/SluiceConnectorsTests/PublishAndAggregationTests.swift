@@ -86,15 +86,17 @@ import Testing
                   - name: clicks
                     source: { topics: [\(topic)], properties: { session.timeout.ms: "6000", heartbeat.interval.ms: "500" } }
                     processors:
-                      - aggregate: { key: key, function: count, window: 1m, grace: 10s, idle_close: 8s }
+                      - aggregate: { key: key, function: count, window: 1m, grace: 10s, idle_close: 120s }
                     sink: { kafka: { topic: \(output) } }
                     delivery: { commit_interval: 100ms, max_in_flight_per_partition: 100000 }
                     errors: { dead_letter: { topic: \(deadLetters) } }
                 """)
             // Clicks over four minutes of event time, slightly out of order (within the grace), for 6 users. The
-            // idle close (which emits the last windows once no more records come) is long enough that a partition
-            // the consumer merely reaches late, on a machine busy with other tests, does not look idle: a
-            // partition idle for 2 s closed its windows mid-stream once, and the rest of their records were late.
+            // windows are closed by event time: a record far ahead on each partition, once the clicks are in,
+            // moves stream time past every window's end and grace. The idle close (wall-clock time without
+            // records) is long so that it never decides: on a machine busy with other tests, a partition the
+            // consumer merely reaches late looked idle (for 2 s once, for 8 s in a full CI run), closed its windows
+            // mid-stream, and the rest of their records were late.
             let base: Int64 = 1_800_000_000_000 - (1_800_000_000_000 % 60_000)
             var generator = SeededGenerator(seed: 42)
             var expected: [String: Int] = [:]
@@ -110,6 +112,11 @@ import Testing
                     topic: topic, key: user, value: "{\"page\":\"/\"}", timestampMilliseconds: timestamp))
             }
             try await producer.flush()
+            for partition: Int32 in [0, 1] {
+                _ = try await producer.send(KafkaProducerMessage(
+                    topic: topic, partition: partition, key: "stream-time", value: "{\"page\":\"/\"}",
+                    timestampMilliseconds: base + 10 * 60_000))
+            }
             let consumer = try KafkaConsumer(configuration: try await makeTestConsumerConfiguration())
             try consumer.subscribe(topics: [output])
             var actual: [String: Int] = [:]
@@ -120,6 +127,8 @@ import Testing
                             let start = members["window_start"]?.number, let count = members["count"]?.number
                         else { continue }
                         #expect(message.keyString == members["key"]?.keyText)
+                        // The stream-time records' own windows close only when idle: not counted if they come.
+                        guard message.keyString != "stream-time" else { continue }
                         actual["\(message.keyString ?? "")@\(Int64(start))", default: 0] += Int(count)
                     }
                 }
