@@ -44,7 +44,9 @@ public struct KafkaConsumerConfiguration: Sendable {
     /// handler (a stream source waits there for in-flight messages and commits), then leaving. librdkafka waits for
     /// an unreachable group coordinator for ever; after this long the consumer stops waiting, logs an error and is
     /// torn down without leaving (the group hands its partitions to others when its session times out, and what
-    /// was not committed is delivered again). Default: 30 seconds.
+    /// was not committed is delivered again). The time is checked between librdkafka's callbacks: a revoke already
+    /// running finishes first (its commit waits at most ``KafkaClientConfiguration/requestTimeout``).
+    /// Default: 30 seconds.
     public var closeTimeout: Duration = .seconds(30)
 
     /// Creates consumer settings for the given bootstrap servers and group.
