@@ -181,13 +181,14 @@ final class ActorCell<Message: Sendable>: AnyActorCell, @unchecked Sendable {
                 state.isScheduled = false
                 return nil
             }
-            guard let work else { return }
-            // Consumed, so the message moves out of the work item: a copy would retain each of its references (and
-            // release them again), per message.
+            // Consumed, and not unwrapped first (`guard let` makes a copy): the message moves out of the work item.
+            // A copy would retain each of its references, and release them again, per message.
             switch consume work {
-            case .system(let message):
+            case nil:
+                return
+            case .system(let message)?:
                 await handleSystem(message)
-            case .message(let envelope, let waiter):
+            case .message(let envelope, let waiter)?:
                 waiter?.resume(returning: true)
                 await handle(envelope)
             }

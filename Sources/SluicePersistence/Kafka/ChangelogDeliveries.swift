@@ -27,9 +27,11 @@ final class AppendDeliveries<Pending: Sendable>: KafkaDeliveryReceiver {
 
     /// Takes an append of `records` records (at least one); send them with the returned tag. The append is
     /// reported once, after its last record was, with the first failure (`nil` when every record was stored).
-    func add(records: Int, pending: Pending) -> UInt64 {
-        state.withLock { state in
-            let entry = Entry(pending: pending, remaining: records)
+    func add(records: Int, pending: consuming Pending) -> UInt64 {
+        // Moved into the slot, not copied: what an append waits with holds references (a copy retains each).
+        var incoming: Pending? = consume pending
+        return state.withLock { state in
+            let entry = Entry(pending: incoming.take()!, remaining: records)
             if let index = state.free.popLast() {
                 state.entries[index] = entry
                 return UInt64(index)

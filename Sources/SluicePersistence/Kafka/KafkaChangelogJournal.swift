@@ -493,10 +493,14 @@ public final class KafkaChangelogJournal: Journal {
     /// Appends whose every record was reported (on the producer's poll thread), in order: a stored submitted one is
     /// recorded in the journal's state, then completed; a failed one marks its partition failed.
     private static func reported(
-        _ batch: [(pending: PendingAppend, failure: String?)], state: LockedState, journal: String, topic: String
+        _ batch: consuming [(pending: PendingAppend, failure: String?)], state: LockedState, journal: String,
+        topic: String
     ) {
-        for (pending, failure) in batch {
-            switch pending {
+        // Each append is moved out of the batch (first to last), not copied: a copy retains its references.
+        var remaining = consume batch
+        remaining.withUnsafeMutableBufferPointer { $0.reverse() }  // swaps that move (Array.reverse() copies)
+        while let (pending, failure) = remaining.popLast() {
+            switch consume pending {
             case .awaited(let waiter):
                 waiter.report(failure)
             case .submitted(let prepared, let completion):
