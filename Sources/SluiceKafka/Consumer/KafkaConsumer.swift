@@ -406,7 +406,7 @@ public final class KafkaConsumer: Sendable {
         let idleWait = 0.01
 
         /// Takes up to `limit` messages from `queue` without waiting; returns how many it took.
-        func drain(_ queue: OpaquePointer, limit: Int, intoBuffer: Bool = true) -> Int {
+        func drain(_ queue: OpaquePointer, limit: Int) -> Int {
             let received = rd_kafka_consume_batch_queue(queue, 0, slots, min(limit, batchSize))
             guard received > 0 else { return 0 }
             var batch: [KafkaConsumerMessage] = []

@@ -149,6 +149,9 @@ final class CommitScheduler<Target: AnyObject & Sendable>: Sendable {
         var pending: [ObjectIdentifier: Target] = [:]
         var failure: (any Error)?
         var waiters: [CheckedContinuation<Void, Never>] = []
+
+        /// Nothing runs or is pending, or a commit failed: what ``waitForAll()`` waits for.
+        var isSettled: Bool { (running == 0 && pending.isEmpty) || failure != nil }
     }
     private let limit: Int
     private let commit: @Sendable (Target) async throws -> Void
@@ -176,12 +179,12 @@ final class CommitScheduler<Target: AnyObject & Sendable>: Sendable {
         while true {
             let done: Bool = try state.withLock { state in
                 if let failure = state.failure { throw failure }
-                return state.running == 0 && state.pending.isEmpty
+                return state.isSettled
             }
             if done { return }
             await withCheckedContinuation { continuation in
                 let resumeNow = state.withLock { state in
-                    if (state.running == 0 && state.pending.isEmpty) || state.failure != nil { return true }
+                    if state.isSettled { return true }
                     state.waiters.append(continuation)
                     return false
                 }
@@ -211,9 +214,7 @@ final class CommitScheduler<Target: AnyObject & Sendable>: Sendable {
                     state.running -= 1
                     if let failure, state.failure == nil { state.failure = failure }
                     let next = Self.takePendingLocked(&state, limit: limit)
-                    guard next == nil, (state.running == 0 && state.pending.isEmpty) || state.failure != nil else {
-                        return (next, [])
-                    }
+                    guard next == nil, state.isSettled else { return (next, []) }
                     defer { state.waiters = [] }
                     return (nil, state.waiters)
                 }

@@ -152,16 +152,16 @@ final class KafkaCommitCoordinator: Sendable {
 
     /// Commits the committable position of every owned partition that moved since its last commit.
     /// Failures are logged and retried with the next commit (positions only move forward), except fatal ones.
-    func commit() async throws {
-        let current = ledgers.withLock { Array($0.values) }
-        try await lane.run { try await commitLocked(current, throwing: .fatal) }
-    }
+    func commit() async throws { try await commitOwned(throwing: .fatal) }
 
     /// The last commit of a stream: like ``commit()``, but every failure is thrown, because no later commit will
     /// retry it (what it did not commit is delivered again after a restart).
-    func commitFinal() async throws {
+    func commitFinal() async throws { try await commitOwned(throwing: .all) }
+
+    /// Commits every owned partition's position in the lane.
+    private func commitOwned(throwing thrown: ThrownFailures) async throws {
         let current = ledgers.withLock { Array($0.values) }
-        try await lane.run { try await commitLocked(current, throwing: .all) }
+        try await lane.run { try await commitLocked(current, throwing: thrown) }
     }
 
     /// Which commit failures ``commitLocked(_:throwing:)`` throws rather than logs.
