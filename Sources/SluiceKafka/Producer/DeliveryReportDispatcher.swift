@@ -60,19 +60,21 @@ struct DeliveryReportDispatcher: ~Copyable {
         batch.append(KafkaDelivery(tag: tag, result: Self.outcome(of: message)))
     }
 
-    /// Gives the collected reports to their receiver.
+    /// Gives the collected reports to their receiver, which takes the array over (the next batch gets a new one).
     private mutating func handOver() {
         guard !batch.isEmpty else { return }
+        var reports: [KafkaDelivery] = []
+        reports.reserveCapacity(batch.count)
+        swap(&reports, &batch)
         if let receiver = routes.receiver(batchRoute) {
-            receiver.receiveDeliveries(batch)
+            receiver.receiveDeliveries(reports)
         } else {
             logger.error(
                 """
-                \(batch.count) delivery reports arrived for an unregistered receiver and were dropped: a receiver \
+                \(reports.count) delivery reports arrived for an unregistered receiver and were dropped: a receiver \
                 must stay registered until the last message sent to it is reported
                 """)
         }
-        batch.removeAll(keepingCapacity: true)
     }
 
     /// A message's delivery report, or why it was not delivered, with advice for the common failures.

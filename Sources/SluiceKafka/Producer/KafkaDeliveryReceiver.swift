@@ -21,8 +21,10 @@ import Synchronization
 public protocol KafkaDeliveryReceiver: AnyObject, Sendable {
     /// Called on the producer's poll thread with reports in librdkafka's order (within a partition, the order
     /// the messages were sent in).
+    /// The receiver owns the array: it can move the reports out instead of copying them (each copy retains the
+    /// report's topic name).
     /// - Important: Keep it short and never block in it: every producer's report waits for it.
-    func receiveDeliveries(_ deliveries: [KafkaDelivery])
+    func receiveDeliveries(_ deliveries: consuming [KafkaDelivery])
 }
 
 /// One message's outcome, with the tag it was sent with.

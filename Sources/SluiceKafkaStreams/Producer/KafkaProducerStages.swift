@@ -65,7 +65,7 @@ public enum KafkaProducerStages {
                 // Envelopes come in chunks, and take their places in the window a chunk at a time: one lock and at
                 // most one suspension per chunk, not per message.
                 var envelopes = upstream.makeAsyncIterator()
-                var pending: [(slot: UInt64, send: PendingSend<PassThrough>)] = []
+                var pending: [PendingSend<PassThrough>] = []
                 while var chunk = try await envelopes.nextChunk() {
                     chunk.reverseByMoving()
                     while !chunk.isEmpty {
@@ -78,9 +78,9 @@ public enum KafkaProducerStages {
                                 switch chunk.removeLast() {
                                 case .single(let message, let passThrough):
                                     expect(slot, passThrough)
-                                    pending.append((slot, .single(message)))
+                                    pending.append(.single(slot: slot, message))
                                 case let other:
-                                    pending.append((slot, .other(other)))
+                                    pending.append(.other(slot: slot, other))
                                 }
                             }
                         }
@@ -119,20 +119,27 @@ public enum KafkaProducerStages {
 extension KafkaProducerStages {
     /// Sends reserved envelopes in order (single messages' pass-through values are expected already). If a send
     /// fails, the single messages not sent are forgotten by `passThroughs` before the error is thrown.
+    ///
+    /// Each envelope is moved out of `pending` and its message into the producer: a copy would retain the message's
+    /// buffers and topic name, and dropping the original release them again.
     static func send<PassThrough: Sendable>(
-        _ pending: inout [(slot: UInt64, send: PendingSend<PassThrough>)], producer: KafkaProducer,
+        _ pending: inout [PendingSend<PassThrough>], producer: KafkaProducer,
         window: ResultWindow<PassThrough>, route: KafkaDeliveryRoute, passThroughs: WindowPassThroughs<PassThrough>
     ) async throws {
         pending.reverseByMoving()
         while let next = pending.popLast() {
+            var unsentSingle: UInt64?
             do {
-                switch next.send {
-                case .single(let message): try await producer.send(message, route: route, tag: next.slot)
-                case .other(let envelope): try await produce(envelope, slot: next.slot, producer: producer, window: window)
+                switch consume next {
+                case .single(let slot, let message):
+                    unsentSingle = slot
+                    try await producer.send(message, route: route, tag: slot)
+                case .other(let slot, let envelope):
+                    try await produce(envelope, slot: slot, producer: producer, window: window)
                 }
             } catch {
-                if case .single = next.send { passThroughs.abandon(next.slot) }
-                for case (let slot, .single) in pending { passThroughs.abandon(slot) }
+                if let unsentSingle { passThroughs.abandon(unsentSingle) }
+                for case .single(let slot, _) in pending { passThroughs.abandon(slot) }
                 throw error
             }
         }
@@ -163,8 +170,8 @@ extension KafkaProducerStages {
 /// An envelope whose window place is reserved, about to be sent: a single message (its pass-through value waits in
 /// the flow's ``WindowPassThroughs``), or another envelope.
 enum PendingSend<PassThrough: Sendable> {
-    case single(KafkaProducerMessage)
-    case other(ProducerEnvelope<PassThrough>)
+    case single(slot: UInt64, KafkaProducerMessage)
+    case other(slot: UInt64, ProducerEnvelope<PassThrough>)
 }
 
 typealias ResultWindow<PassThrough: Sendable> = AsyncWindow<Result<ProducerResult<PassThrough>, KafkaError>>

@@ -13,13 +13,13 @@ import Synchronization
 /// generic class's code unspecialized (looking up type metadata and copying through value witnesses per message).
 /// It calls `deliver`, a closure made in the flow's specialized code.
 final class WindowDeliveries: KafkaDeliveryReceiver {
-    private let deliver: @Sendable ([KafkaDelivery]) -> Void
+    private let deliver: @Sendable (consuming [KafkaDelivery]) -> Void
 
-    private init(deliver: @escaping @Sendable ([KafkaDelivery]) -> Void) {
+    private init(deliver: @escaping @Sendable (consuming [KafkaDelivery]) -> Void) {
         self.deliver = deliver
     }
 
-    func receiveDeliveries(_ deliveries: [KafkaDelivery]) { deliver(deliveries) }
+    func receiveDeliveries(_ deliveries: consuming [KafkaDelivery]) { deliver(deliveries) }
 
     /// The receiver for `window`'s places and the table of pass-through values it fills them with.
     static func make<PassThrough: Sendable>(
@@ -88,21 +88,23 @@ final class WindowPassThroughs<PassThrough: Sendable>: Sendable {
         if let done { unregister(done) }
     }
 
-    /// Fills each report's window place with the report and its pass-through value (moved out of this table), the
-    /// whole batch under one lock of the window.
+    /// Fills each report's window place with the report and its pass-through value (both moved: the report out of
+    /// `deliveries`, the value out of this table), the whole batch under one lock of the window.
     ///
     /// After the last report the receiver unregisters before the window wakes its reader (still inside the fill), so
     /// a stream that completes with that report never sees its receiver registered. The producer's route registry
     /// lock is a leaf (receivers are called outside it), so taking it under the window's lock orders nothing new.
-    func deliver(_ deliveries: [KafkaDelivery], into window: ResultWindow<PassThrough>) {
+    func deliver(_ deliveries: consuming [KafkaDelivery], into window: ResultWindow<PassThrough>) {
+        deliveries.reverseByMoving()
         window.fill { place in
             let done = state.withLock { state in
-                for delivery in deliveries {
-                    guard let passThrough = state.passThroughs[Self.index(delivery.tag, state)].take() else { continue }
+                while let delivery = deliveries.popLast() {
+                    let tag = delivery.tag
+                    guard let passThrough = state.passThroughs[Self.index(tag, state)].take() else { continue }
                     state.inFlight -= 1
-                    switch delivery.result {
-                    case .success(let report): place(delivery.tag, .success(.single(report, passThrough)))
-                    case .failure(let error): place(delivery.tag, .failure(error))
+                    switch (consume delivery).result {
+                    case .success(let report): place(tag, .success(.single(report, passThrough)))
+                    case .failure(let error): place(tag, .failure(error))
                     }
                 }
                 return Self.routeIfDone(&state)

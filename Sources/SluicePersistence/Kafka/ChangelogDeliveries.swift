@@ -47,16 +47,17 @@ final class AppendDeliveries<Pending: Sendable>: KafkaDeliveryReceiver {
         if let finished { report([(finished.pending, finished.failure)]) }
     }
 
-    func receiveDeliveries(_ deliveries: [KafkaDelivery]) {
+    func receiveDeliveries(_ deliveries: consuming [KafkaDelivery]) {
         var finished: [(pending: Pending, failure: String?)] = []
         state.withLock { state in
-            for delivery in deliveries {
+            // By index: each report is read in place; a `for` loop would copy it (retaining its topic name).
+            for index in deliveries.indices {
                 let failure: String? =
-                    switch delivery.result {
+                    switch deliveries[index].result {
                     case .success: nil
                     case .failure(let error): "\(error)"
                     }
-                if let done = Self.count(delivery.tag, records: 1, failure: failure, in: &state) {
+                if let done = Self.count(deliveries[index].tag, records: 1, failure: failure, in: &state) {
                     finished.append((done.pending, done.failure))
                 }
             }

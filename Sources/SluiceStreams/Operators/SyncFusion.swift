@@ -2,7 +2,7 @@
 /// become one stage that applies the composed function inline, so a chain of them costs one asynchronous hop per
 /// element, not one per operator (measured: about 200 ns per unfused stage).
 protocol SyncComposable<Element>: AsyncSequence, Sendable where Element: Sendable, Failure == any Error {
-    func composing<T: Sendable>(_ next: @escaping @Sendable (Element) throws -> T?) -> StreamElements<T>
+    func composing<T: Sendable>(_ next: @escaping @Sendable (consuming Element) throws -> T?) -> StreamElements<T>
 }
 
 /// Upstream elements passed through a synchronous function (`nil` drops the element), one at a time: for an upstream
@@ -10,20 +10,23 @@ protocol SyncComposable<Element>: AsyncSequence, Sendable where Element: Sendabl
 struct SyncMapped<Base: AsyncSequence & Sendable, Element: Sendable>: SyncComposable where Base.Element: Sendable {
     typealias Failure = any Error
     let base: Base
-    let transform: @Sendable (Base.Element) throws -> Element?
+    let transform: @Sendable (consuming Base.Element) throws -> Element?
 
-    func composing<T: Sendable>(_ next: @escaping @Sendable (Element) throws -> T?) -> StreamElements<T> {
+    func composing<T: Sendable>(_ next: @escaping @Sendable (consuming Element) throws -> T?) -> StreamElements<T> {
         let transform = self.transform
-        return StreamElements(erased: SyncMapped<Base, T>(base: base) { element in try transform(element).flatMap(next) })
+        return StreamElements(erased: SyncMapped<Base, T>(base: base) { element in
+            guard let transformed = try transform(element) else { return nil }
+            return try next(transformed)
+        })
     }
 
     struct AsyncIterator: AsyncIteratorProtocol {
         var base: Base.AsyncIterator
-        let transform: @Sendable (Base.Element) throws -> Element?
+        let transform: @Sendable (consuming Base.Element) throws -> Element?
 
         mutating func next() async throws -> Element? {
             while let element = try await base.next() {
-                if let transformed = try transform(element) { return transformed }
+                if let transformed = try transform(consume element) { return transformed }
             }
             return nil
         }
@@ -39,7 +42,9 @@ extension StreamElements {
     /// as chunks: the stream pays its asynchronous hop once per chunk, and the loop over a chunk is made here, where
     /// the element types are known (specialized), not in type-erased generic code. Consecutive maps chain their
     /// chunk loops. Over any other upstream it maps element by element, composing consecutive transforms.
-    func fusedCompactMap<T: Sendable>(_ transform: @escaping @Sendable (Element) throws -> T?) -> StreamElements<T> {
+    func fusedCompactMap<T: Sendable>(
+        _ transform: @escaping @Sendable (consuming Element) throws -> T?
+    ) -> StreamElements<T> {
         if isChunked {
             let upstream = self
             return .makeChunked {
@@ -56,7 +61,7 @@ extension StreamElements {
                         chunk.reverseByMoving()
                         while let input = chunk.popLast() {
                             do {
-                                if let output = try transform(input) { outputs.append(output) }
+                                if let output = try transform(consume input) { outputs.append(output) }
                             } catch {
                                 guard !outputs.isEmpty else { throw error }
                                 pendingFailure = error
@@ -77,35 +82,39 @@ extension StreamElements {
 }
 
 extension Source {
-    /// Transforms each element with a synchronous function (fused with neighbouring synchronous stages).
-    public func map<T: Sendable>(_ transform: @escaping @Sendable (Output) throws -> T) -> Source<T, Materialized> {
+    /// Transforms each element with a synchronous function (fused with neighbouring synchronous stages). The
+    /// function owns the element it is given, so moving its parts into the result (a message's key and value, a
+    /// committable offset) copies nothing.
+    public func map<T: Sendable>(_ transform: @escaping @Sendable (consuming Output) throws -> T) -> Source<T, Materialized> {
         transformed { $0.fusedCompactMap(transform) }
     }
 
     /// Passes on only the elements for which `isIncluded` is true (synchronous, fused).
     public func filter(_ isIncluded: @escaping @Sendable (Output) throws -> Bool) -> Source<Output, Materialized> {
-        transformed { $0.fusedCompactMap { try isIncluded($0) ? $0 : nil } }
+        transformed { $0.fusedCompactMap { element in try isIncluded(element) ? element : nil } }
     }
 
     /// Transforms each element, dropping those that become `nil` (synchronous, fused).
-    public func compactMap<T: Sendable>(_ transform: @escaping @Sendable (Output) throws -> T?) -> Source<T, Materialized> {
+    public func compactMap<T: Sendable>(_ transform: @escaping @Sendable (consuming Output) throws -> T?) -> Source<T, Materialized> {
         transformed { $0.fusedCompactMap(transform) }
     }
 }
 
 extension Flow {
-    /// Transforms each element with a synchronous function (fused with neighbouring synchronous stages).
-    public func map<T: Sendable>(_ transform: @escaping @Sendable (Output) throws -> T) -> Flow<Input, T, Materialized> {
+    /// Transforms each element with a synchronous function (fused with neighbouring synchronous stages). The
+    /// function owns the element it is given, so moving its parts into the result (a message's key and value, a
+    /// committable offset) copies nothing.
+    public func map<T: Sendable>(_ transform: @escaping @Sendable (consuming Output) throws -> T) -> Flow<Input, T, Materialized> {
         transformed { $0.fusedCompactMap(transform) }
     }
 
     /// Passes on only the elements for which `isIncluded` is true (synchronous, fused).
     public func filter(_ isIncluded: @escaping @Sendable (Output) throws -> Bool) -> Flow<Input, Output, Materialized> {
-        transformed { $0.fusedCompactMap { try isIncluded($0) ? $0 : nil } }
+        transformed { $0.fusedCompactMap { element in try isIncluded(element) ? element : nil } }
     }
 
     /// Transforms each element, dropping those that become `nil` (synchronous, fused).
-    public func compactMap<T: Sendable>(_ transform: @escaping @Sendable (Output) throws -> T?) -> Flow<Input, T, Materialized> {
+    public func compactMap<T: Sendable>(_ transform: @escaping @Sendable (consuming Output) throws -> T?) -> Flow<Input, T, Materialized> {
         transformed { $0.fusedCompactMap(transform) }
     }
 }
