@@ -50,7 +50,7 @@ public struct ActorRef<Message: Sendable>: Sendable, Hashable, CustomStringConve
     /// Sends a message, waiting while the mailbox is full: this is how backpressure reaches an actor from a stream.
     /// - Returns: `false` if the actor stopped (the message is a dead letter).
     @discardableResult
-    public func send(_ message: Message) async -> Bool {
+    public func send(_ message: consuming Message) async -> Bool {
         switch target {
         case .cell(let cell): await cell.send(message)
         case .function(_, let deliver): deliver(message)
@@ -61,7 +61,7 @@ public struct ActorRef<Message: Sendable>: Sendable, Hashable, CustomStringConve
     /// or stopped before handling it). This is how a stream stage acknowledges a message only when its actor is done.
     /// - Returns: `false` if the actor stopped before taking the message (`onProcessed` is not called then).
     @discardableResult
-    public func send(_ message: Message, onProcessed: @escaping MessageReceipt) async -> Bool {
+    public func send(_ message: consuming Message, onProcessed: @escaping MessageReceipt) async -> Bool {
         switch target {
         case .cell(let cell): return await cell.send(message, receipt: onProcessed)
         case .function(_, let deliver):

@@ -110,12 +110,14 @@ final class ActorCell<Message: Sendable>: AnyActorCell, @unchecked Sendable {
         return accepted
     }
 
-    func send(_ message: Message, receipt: MessageReceipt? = nil) async -> Bool {
+    func send(_ message: consuming Message, receipt: MessageReceipt? = nil) async -> Bool {
+        // Moved into the mailbox, not copied (a copy retains every reference the message holds).
+        var pending: Message? = consume message
         while true {
             let (outcome, schedule) = state.withLock { state -> (Bool?, Bool) in
                 guard state.lifecycle == .running else { return (false, false) }
                 guard state.mailbox.count < capacity else { return (nil, false) }
-                state.mailbox.append(Envelope(message: message, receipt: receipt))
+                state.mailbox.append(Envelope(message: pending.take()!, receipt: receipt))
                 return (true, scheduleLocked(&state))
             }
             if schedule { startDrain() }

@@ -92,7 +92,7 @@ public final class ShardRegion<Message: Sendable>: Sendable {
     ///   is called with ``MessageOutcome/dropped``).
     @discardableResult
     public func deliver(
-        _ message: Message, to entityID: String, shard: Int32, onProcessed: @escaping MessageReceipt
+        _ message: consuming Message, to entityID: String, shard: Int32, onProcessed: @escaping MessageReceipt
     ) async -> Bool {
         let ref: ActorRef<Message>
         do {

@@ -106,13 +106,13 @@ extension Journal {
     // bound `journal.submit(x) { error in outcome.withLock { $0 = error.map { .failure($0) } ?? .success(()) } }`
     // to this default (an append in a task) for some closure shapes. It still serves journals that have none.
     @_disfavoredOverload
-    public func submit(_ append: JournalAppend, completion: @escaping @Sendable (PersistenceError?) -> Void) {
+    public func submit(_ append: consuming JournalAppend, completion: @escaping @Sendable (PersistenceError?) -> Void) {
         submitInTask(append, completion: completion)
     }
 
     /// Runs ``append(_:)`` in a task and reports its outcome to `completion`: the default ``submit(_:completion:)``,
     /// and the way of a journal's appends that its own non-suspending path does not take.
-    func submitInTask(_ append: JournalAppend, completion: @escaping @Sendable (PersistenceError?) -> Void) {
+    func submitInTask(_ append: consuming JournalAppend, completion: @escaping @Sendable (PersistenceError?) -> Void) {
         Task {
             do throws(PersistenceError) {
                 try await self.append(append)
@@ -168,7 +168,8 @@ public protocol Journal: Sendable {
     /// `nil` when it is durable, or with the error. Callers keep at most one submitted append per entity in flight
     /// (the next one is submitted from the completion), so an implementation need not order appends of one entity.
     /// The default runs ``append(_:)`` in a task; journals that batch writes call back once a batch is stored.
-    func submit(_ append: JournalAppend, completion: @escaping @Sendable (PersistenceError?) -> Void)
+    /// The journal owns `append` (the caller moves it in): keeping it costs no copy of its events.
+    func submit(_ append: consuming JournalAppend, completion: @escaping @Sendable (PersistenceError?) -> Void)
 
     /// The entity's events with sequence numbers from `sequenceNumber` on, in order, at most `limit` of them (read
     /// in pages so that replay needs bounded memory).

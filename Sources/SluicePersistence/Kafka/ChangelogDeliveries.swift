@@ -5,12 +5,24 @@ import Synchronization
 /// that counts the append's reports and holds what the append waits with (`Pending`) until every record of it was
 /// reported. One lock per delivery batch; no closure, object or lock per record. The appends a batch finished are
 /// handed to `report` together, in the order their last records were reported, each with its first failure.
-final class AppendDeliveries<Pending: Sendable>: KafkaDeliveryReceiver {
+///
+/// Not generic: librdkafka's poll thread calls it through the protocol, and a generic class's code would run
+/// unspecialized there (each append copied through value witnesses, a retain of every reference it holds).
+final class AppendDeliveries: KafkaDeliveryReceiver {
+    typealias Pending = KafkaChangelogJournal.PendingAppend
     private struct Entry {
-        let pending: Pending
+        /// Taken (moved out) when the append is reported.
+        var pending: Pending?
         var remaining: Int
         /// The first record's failure, if one failed.
         var failure: String?
+
+        /// Counts `records` more reports (keeping the first failure); whether they were the last.
+        mutating func count(_ records: Int, failure: String?) -> Bool {
+            remaining -= records
+            if self.failure == nil { self.failure = failure }
+            return remaining <= 0
+        }
     }
     private struct State {
         var entries: [Entry?] = []
@@ -44,7 +56,7 @@ final class AppendDeliveries<Pending: Sendable>: KafkaDeliveryReceiver {
     /// The last `records` records of the append `tag` will not be sent: they fail it.
     func abandon(_ tag: UInt64, records: Int, error: String) {
         let finished = state.withLock { state in Self.count(tag, records: records, failure: error, in: &state) }
-        if let finished { report([(finished.pending, finished.failure)]) }
+        if let finished { report([finished]) }
     }
 
     func receiveDeliveries(_ deliveries: consuming [KafkaDelivery]) {
@@ -58,25 +70,29 @@ final class AppendDeliveries<Pending: Sendable>: KafkaDeliveryReceiver {
                     case .failure(let error): "\(error)"
                     }
                 if let done = Self.count(deliveries[index].tag, records: 1, failure: failure, in: &state) {
-                    finished.append((done.pending, done.failure))
+                    finished.append(done)
                 }
             }
         }
         if !finished.isEmpty { report(finished) }
     }
 
-    /// Counts records of `tag` as reported; frees its slot after its last record and returns its entry (with the
-    /// append's first failure).
-    private static func count(_ tag: UInt64, records: Int, failure: String?, in state: inout State) -> Entry? {
-        // In place: an entry holds what its append waits with, and copying it out and back costs a retain and a
-        // release of each of its references.
+    /// Counts records of `tag` as reported; frees its slot after its last record and returns what the append waits
+    /// with and its first failure.
+    private static func count(
+        _ tag: UInt64, records: Int, failure: String?, in state: inout State
+    ) -> (pending: Pending, failure: String?)? {
+        // In place: an entry holds what its append waits with, and copying it out costs a retain and a release of
+        // each of its references. Optional chaining mutates the slot where it is (comparing it with `nil`, or
+        // taking the entry and reading its fields, copied it).
         let index = Int(tag)
-        guard index < state.entries.count, state.entries[index] != nil else { return nil }
-        state.entries[index]!.remaining -= records
-        if state.entries[index]!.failure == nil { state.entries[index]!.failure = failure }
-        guard state.entries[index]!.remaining <= 0 else { return nil }
+        guard index < state.entries.count, state.entries[index]?.count(records, failure: failure) == true,
+            let pending = state.entries[index]?.pending.take()
+        else { return nil }
+        let firstFailure = state.entries[index]?.failure ?? nil
+        state.entries[index] = nil
         state.free.append(index)
-        return state.entries[index].take()
+        return (pending, firstFailure)
     }
 }
 

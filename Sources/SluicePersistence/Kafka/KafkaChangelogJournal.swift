@@ -108,7 +108,7 @@ public final class KafkaChangelogJournal: Journal {
     /// The appends whose records are in flight, per partition (each with a lock and a delivery route of its own,
     /// so that entities of different partitions do not wait for each other); the producer reports to them a
     /// delivery batch at a time.
-    private let deliveries: [(appends: AppendDeliveries<PendingAppend>, route: KafkaDeliveryRoute)]
+    private let deliveries: [(appends: AppendDeliveries, route: KafkaDeliveryRoute)]
 
     /// Opens the journal: makes sure the changelog topic exists with the input topic's partition count, and starts
     /// the producer. Restores nothing: call ``restore(partitions:)`` for the partitions this instance owns.
@@ -133,7 +133,7 @@ public final class KafkaChangelogJournal: Journal {
         self.state = state
         let topic = configuration.topic
         let appends = (0..<partitionCount).map { _ in
-            AppendDeliveries<PendingAppend> { batch in Self.reported(batch, state: state, journal: name, topic: topic) }
+            AppendDeliveries { batch in Self.reported(batch, state: state, journal: name, topic: topic) }
         }
         var producerConfiguration = KafkaProducerConfiguration(client: configuration.client)
         producerConfiguration.isIdempotent = true
@@ -449,12 +449,12 @@ public final class KafkaChangelogJournal: Journal {
     /// Produces the append's records without a task or a suspension when librdkafka's queue has room (the common
     /// case); the delivery report of the last record completes it on the producer's poll thread. Appends with a
     /// snapshot, and appends that meet a full queue, go the way of ``append(_:)``.
-    public func submit(_ append: JournalAppend, completion: @escaping @Sendable (PersistenceError?) -> Void) {
+    public func submit(_ append: consuming JournalAppend, completion: @escaping @Sendable (PersistenceError?) -> Void) {
         guard append.snapshot == nil else { return submitInTask(append, completion: completion) }
         let prepared: PreparedAppend
         let messages: [KafkaProducerMessage]
         do throws(PersistenceError) {
-            (prepared, messages) = try prepare(append)
+            (prepared, messages) = try prepare(consume append)
         } catch {
             return completion(error)
         }
@@ -482,7 +482,7 @@ public final class KafkaChangelogJournal: Journal {
     }
 
     /// What an append whose records are in flight waits with.
-    private enum PendingAppend: Sendable {
+    enum PendingAppend: Sendable {
         /// Submitted without a task: ``reported(_:state:journal:topic:)`` records it in the journal's state, then
         /// calls the completion.
         case submitted(PreparedAppend, @Sendable (PersistenceError?) -> Void)
@@ -526,7 +526,7 @@ public final class KafkaChangelogJournal: Journal {
     /// An append whose sequence numbers are reserved (its records are made alongside, and not kept here: this is
     /// what the append's delivery slot holds until its records are reported). A class: it is handed from the
     /// submitting thread to the slot and the report, and a reference is one retain where the fields are a dozen.
-    private final class PreparedAppend: Sendable {
+    final class PreparedAppend: Sendable {
         let id: PersistenceID
         let partition: Int32
         let generation: UInt64
@@ -538,7 +538,7 @@ public final class KafkaChangelogJournal: Journal {
 
         init(
             id: PersistenceID, partition: Int32, generation: UInt64, first: Int64?, offsetsAfter: [InputOffset],
-            append: JournalAppend
+            append: consuming JournalAppend
         ) {
             self.id = id
             self.partition = partition
@@ -551,7 +551,7 @@ public final class KafkaChangelogJournal: Journal {
 
     /// Checks the append, reserves its sequence numbers (the in-process conflict check) and makes its event records
     /// (or an offsets record for an append of an input offset alone).
-    private func prepare(_ append: JournalAppend) throws(PersistenceError)
+    private func prepare(_ append: consuming JournalAppend) throws(PersistenceError)
         -> (PreparedAppend, messages: [KafkaProducerMessage])
     {
         try append.validateSequenceNumbers(journal: name)
@@ -600,7 +600,7 @@ public final class KafkaChangelogJournal: Journal {
         }
         let prepared = PreparedAppend(
             id: id, partition: partition, generation: generation, first: first, offsetsAfter: offsetsAfter,
-            append: append)
+            append: consume append)
         return (prepared, messages)
     }
 

@@ -51,7 +51,7 @@ final class PipelinedEntity<Command: Sendable, Event: Sendable, State: Sendable,
         // Applied now; observed (reply, receipt) only once durable, after everything queued before it.
         let result = core.commit(prepared)
         let (onResult, replyTo) = (self.onResult, envelope.replyTo)
-        queue.enqueue(prepared.append) { error in
+        queue.enqueue((consume prepared).append) { error in
             if let error {
                 receipt?(.failed(error))
                 return
@@ -67,7 +67,10 @@ final class PipelinedEntity<Command: Sendable, Event: Sendable, State: Sendable,
 /// One entity's writes, in order, at most one in flight; completions released in order.
 final class WriteQueue: Sendable {
     private struct Item {
+        /// The write, until it is submitted (moved into the journal, or merged into another item's write).
         var append: JournalAppend?
+        /// Whether the item waits for a write (its own, or one it was merged into); `false`: for nothing.
+        let writes: Bool
         var done: @Sendable (PersistenceError?) -> Void
     }
 
@@ -95,25 +98,31 @@ final class WriteQueue: Sendable {
 
     /// Queues a command's write (`nil`: nothing to write) and what to do once it (and everything before it) is
     /// durable, or failed.
-    func enqueue(_ append: JournalAppend?, done: @escaping @Sendable (PersistenceError?) -> Void) {
+    ///
+    /// The write is moved, never copied: into the queue, out of it into the journal (a copy would retain every
+    /// event's payload and the entity's id).
+    func enqueue(_ append: consuming JournalAppend?, done: @escaping @Sendable (PersistenceError?) -> Void) {
         enum Next { case failed(PersistenceError), completeNow, write(JournalAppend), wait }
+        var incoming = consume append
         // The common case, nothing queued and nothing in flight, is decided under one lock: write at once (or
         // complete at once when there is nothing to write).
         let next: Next = state.withLock { state in
             if let failure = state.failure { return .failed(failure) }
             guard state.inFlight == 0, state.items.isEmpty else {
-                state.items.append(Item(append: append, done: done))
+                let writes = incoming != nil
+                state.items.append(Item(append: incoming.take(), writes: writes, done: done))
                 return .wait
             }
-            guard let append else { return .completeNow }
-            state.items.append(Item(append: append, done: done))
+            guard let append = incoming.take() else { return .completeNow }
+            // In flight at once: the item keeps only that it waits for a write.
+            state.items.append(Item(append: nil, writes: true, done: done))
             state.inFlight = 1
             return .write(append)
         }
         switch next {
         case .failed(let failure): done(failure)
         case .completeNow: done(nil)
-        case .write(let append): journal.submit(append) { [self] error in finished(error) }
+        case .write(let append): journal.submit(consume append) { [self] error in finished(error) }
         case .wait: advance()
         }
     }
@@ -126,17 +135,18 @@ final class WriteQueue: Sendable {
         var write: JournalAppend?
         state.withLock { state in
             guard state.inFlight == 0 else { return }
-            while let head = state.items.first, head.append == nil {
+            while state.items.first?.writes == false {
                 ready.append(state.items.removeFirst())
             }
             guard !state.items.isEmpty else { return }
             // Merge the writes at the head (and the no-write items between them) into one append, up to a snapshot.
-            var merged = state.items[0].append!
+            // Each write is moved out of its item (which goes on waiting for the merged one).
+            var merged = state.items[0].append.take()!
             var count = 1
             while count < state.items.count, count < Self.maxMerged, merged.snapshot == nil {
-                let next = state.items[count]
-                if let append = next.append {
-                    guard Self.canMerge(merged.inputOffset, append.inputOffset) else { break }
+                if state.items[count].writes {
+                    guard Self.canMerge(merged.inputOffset, state.items[count].append?.inputOffset) else { break }
+                    let append = state.items[count].append.take()!
                     merged.events += append.events
                     merged.inputOffset = append.inputOffset ?? merged.inputOffset
                     merged.snapshot = append.snapshot

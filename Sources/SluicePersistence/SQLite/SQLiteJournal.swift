@@ -99,7 +99,7 @@ public final class SQLiteJournal: Journal {
         try await writer.perform(write: true) { (store) throws(PersistenceError) in try store.append(append) }
     }
 
-    public func submit(_ append: JournalAppend, completion: @escaping @Sendable (PersistenceError?) -> Void) {
+    public func submit(_ append: consuming JournalAppend, completion: @escaping @Sendable (PersistenceError?) -> Void) {
         do throws(PersistenceError) {
             try append.validateSequenceNumbers(journal: name)
         } catch {

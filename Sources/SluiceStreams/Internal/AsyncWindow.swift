@@ -77,10 +77,11 @@ public final class AsyncWindow<Element: Sendable>: Sendable {
         }
     }
 
-    /// Stores the result for a reserved place.
-    public func fill(_ sequence: UInt64, with element: Element) {
+    /// Stores the result for a reserved place (moved in, not copied).
+    public func fill(_ sequence: UInt64, with element: consuming Element) {
+        var incoming: Element? = consume element
         let reader = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            place(element, at: sequence, in: &state) ? state.reader.take() : nil
+            place(incoming.take()!, at: sequence, in: &state) ? state.reader.take() : nil
         }
         reader?.resume()
     }
