@@ -31,7 +31,7 @@ public enum Repartition {
     /// ``originalKeyHeader``) and emits the input's committable offset once the new record is durably produced:
     /// commit those offsets, and consume `topic` with ``ShardedEntities`` keyed by message key.
     public static func flow(
-        producer: KafkaProducer, topic: String, entityID: EntityIDExtractor, parallelism: Int = 10_000
+        producer: KafkaProducer, topic: String, entityID: EntityIDExtractor, parallelism: Int = 50_000
     ) -> Flow<CommittableMessage, CommittableOffset, Void> {
         Flow<CommittableMessage, CommittableMessage, Void>()
             .map { committable -> ProducerEnvelope<CommittableOffset> in

@@ -10,10 +10,16 @@ public enum KafkaProducerStages {
     /// `parallelism` envelopes in flight (that bound is the stage's backpressure). The producer is shared: the
     /// caller closes it.
     ///
+    /// The flow's throughput is at most `parallelism` divided by the delivery latency (the producer's linger plus
+    /// the broker's round trip). The default, 50,000, leaves that far above what one producer sends: at 10,000
+    /// and about 15 ms of latency, a topic-to-topic bridge on a 2-core machine stopped near 650,000 messages per
+    /// second while its CPU had room (see `docs/benchmarks.md`). The window keeps a slot per envelope in flight,
+    /// allocated up front: `parallelism` times the pass-through value's size.
+    ///
     /// A delivery failure (after librdkafka's own retries, within `message.timeout.ms`) fails the stream; what was
     /// not delivered is not passed through, so its offset is never committed.
     public static func flow<PassThrough: Sendable>(
-        producer: KafkaProducer, parallelism: Int = 10_000
+        producer: KafkaProducer, parallelism: Int = 50_000
     ) -> Flow<ProducerEnvelope<PassThrough>, ProducerResult<PassThrough>, Void> {
         Flow.fromElements { upstream in
             produced(upstream, producer: producer, parallelism: parallelism, onFinish: nil)
@@ -23,7 +29,7 @@ public enum KafkaProducerStages {
     /// Like ``flow(producer:parallelism:)``, but creates a producer from `configuration` for each run and
     /// flushes and closes it when the stream ends.
     public static func flow<PassThrough: Sendable>(
-        configuration: KafkaProducerConfiguration, parallelism: Int = 10_000,
+        configuration: KafkaProducerConfiguration, parallelism: Int = 50_000,
         logger: Logger = Logger(label: "sluice.kafka.producer")
     ) -> Flow<ProducerEnvelope<PassThrough>, ProducerResult<PassThrough>, Void> {
         Flow { upstream in
@@ -37,7 +43,7 @@ public enum KafkaProducerStages {
 
     /// Produces every message with `producer`; completes when the stream has ended and every message is delivered.
     public static func sink(
-        producer: KafkaProducer, parallelism: Int = 10_000
+        producer: KafkaProducer, parallelism: Int = 50_000
     ) -> Sink<KafkaProducerMessage, StreamCompletion<Void>> {
         Flow<KafkaProducerMessage, KafkaProducerMessage, Void>()
             .map { ProducerEnvelope<Void>.single($0, ()) }
