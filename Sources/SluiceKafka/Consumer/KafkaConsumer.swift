@@ -780,8 +780,8 @@ extension KafkaConsumerMessage {
     init(_ pointer: UnsafeMutablePointer<rd_kafka_message_t>, topicNames: inout TopicNames) {
         let message = pointer.pointee
         let topic = message.rkt.map { topicNames.name(of: $0) } ?? ""
-        let key = message.key.map { Array(UnsafeRawBufferPointer(start: $0, count: message.key_len)) }
-        let value = message.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: message.len)) }
+        let key = message.key.map { Self.bytes($0, count: message.key_len) }
+        let value = message.payload.map { Self.bytes($0, count: message.len) }
         var headers: [KafkaHeader] = []
         var rawHeaders: OpaquePointer?
         if rd_kafka_message_headers(pointer, &rawHeaders) == RD_KAFKA_RESP_ERR_NO_ERROR, let rawHeaders {
@@ -802,5 +802,15 @@ extension KafkaConsumerMessage {
         self.init(
             topic: topic, partition: message.partition, offset: message.offset, key: key, value: value,
             headers: headers, timestamp: KafkaTimestamp(rdkafka: timestamp, type: timestampType))
+    }
+
+    /// A copy of `count` bytes into a new array, with one `memcpy` (the generic `Array(_:)` over a buffer pointer
+    /// goes through the sequence machinery).
+    @inline(__always)
+    private static func bytes(_ start: UnsafeMutableRawPointer, count: Int) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            if count > 0 { buffer.baseAddress!.initialize(from: start.assumingMemoryBound(to: UInt8.self), count: count) }
+            initialized = count
+        }
     }
 }
