@@ -127,7 +127,7 @@ extension KafkaProducerStages {
     /// fails, the single messages not sent are forgotten by `passThroughs` before the error is thrown.
     ///
     /// Each envelope is moved out of `pending` and its message into the producer: a copy would retain the message's
-    /// buffers and topic name, and dropping the original release them again.
+    /// buffers and topic name, and dropping the original would release them again.
     static func send<PassThrough: Sendable>(
         _ pending: inout [PendingSend<PassThrough>], producer: KafkaProducer,
         window: ResultWindow<PassThrough>, route: KafkaDeliveryRoute, passThroughs: WindowPassThroughs<PassThrough>
