@@ -22,6 +22,8 @@ let rdkafkaLinkerFlags: [String] =
 // contended lock per cross-thread free (measured in docs/benchmarks.md, "Memory allocator"). Linked only into
 // executables, so the libraries impose no allocator on their users. `scripts/setup` installs libjemalloc-dev.
 let allocatorLinkerSettings: [LinkerSetting] = [.linkedLibrary("jemalloc", .when(platforms: [.linux]))]
+// jemalloc's options for those executables (one arena per CPU): a C target that each of them depends on.
+let allocatorConfiguration: Target.Dependency = "SluiceAllocatorConfig"
 
 let strictSwiftSettings: [SwiftSetting] = [
     .swiftLanguageMode(.v6),
@@ -122,7 +124,7 @@ let package = Package(
             name: "sluice-persistence-crash-helper",
             dependencies: [
                 "SluicePersistence", "SluiceSharding", "SluiceKafkaStreams", "SluiceStreams", "SluiceActors",
-                "SluiceKafka",
+                "SluiceKafka", allocatorConfiguration,
             ],
             swiftSettings: strictSwiftSettings,
             linkerSettings: allocatorLinkerSettings
@@ -166,6 +168,8 @@ let package = Package(
             dependencies: ["SluiceKafka", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSwiftSettings
         ),
+        // jemalloc's options, linked into the executables that link jemalloc (see allocatorLinkerSettings).
+        .target(name: "SluiceAllocatorConfig"),
         // Raw-librdkafka baselines (C) that the benchmark measures Sluice against in the same run.
         .target(
             name: "SluiceBenchBaseline",
@@ -175,7 +179,7 @@ let package = Package(
         .executableTarget(
             name: "sluice",
             dependencies: [
-                "SluiceKafka", "SluiceConnectorConfig", "SluiceConnectors", "SluiceSidecar",
+                "SluiceKafka", "SluiceConnectorConfig", "SluiceConnectors", "SluiceSidecar", allocatorConfiguration,
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -187,7 +191,7 @@ let package = Package(
             dependencies: [
                 "SluiceKafka", "SluiceBenchBaseline", "SluiceStreams", "SluiceKafkaStreams", "SluiceActors", "SluiceSharding",
                 "SluicePersistence",
-                "SluiceSidecar", "SluiceConnectors", "SluiceConnectorConfig",
+                "SluiceSidecar", "SluiceConnectors", "SluiceConnectorConfig", allocatorConfiguration,
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
