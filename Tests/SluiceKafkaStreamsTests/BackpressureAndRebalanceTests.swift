@@ -58,11 +58,13 @@ struct BackpressureAndRebalanceTests {
                 // Sampling over two seconds is the measurement itself, not synchronisation.
                 try await Task.sleep(for: .milliseconds(100))
             }
-            // The message bounds above are the proof; resident memory is a sanity check against gross buffering: the
-            // 200,000 waiting messages would take about 90 MiB in the process (some 330 bytes each as consumer
-            // messages, about 150 more in librdkafka's fetch buffers). Alone, this test grows by well under 1 MiB;
-            // other suites run in this process at the same time and allocate too (up to 33 MiB was seen in a full
-            // run), so the allowance is 60 MiB: well below gross buffering, clear of the neighbours' noise.
+            // The message bounds above are the proof for what Sluice holds (exact counts); resident memory is a
+            // sanity check that nothing keeps growing while the sink is stalled. Converting the 200,000 waiting
+            // messages into consumer messages would add about 90 MiB (some 330 bytes each, plus about 150 in
+            // librdkafka's fetch buffers). Alone, this test grows by well under 1 MiB; other suites run in this
+            // process at the same time and allocate too (up to 33 MiB was seen in a full run), so the allowance is
+            // 60 MiB. What it cannot see at this size is librdkafka fetching the rest raw (about 30 MiB): that is
+            // bounded by the paused partitions checked above and by `maxPrefetchKilobytes`.
             let growth = residentSamples.max()! - residentSamples.min()!
             #expect(growth < 60 << 20, "resident memory grew by \(growth >> 20) MiB while stalled")
             print("stalled: \(processed.withLock { $0 }) processed, in flight \(control.metrics.inFlight.values.reduce(0, +)), resident \(residentSamples.last! >> 20) MiB (growth \(growth >> 10) KiB)")

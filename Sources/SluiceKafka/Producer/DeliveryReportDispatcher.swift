@@ -60,14 +60,15 @@ struct DeliveryReportDispatcher: ~Copyable {
         batch.append(KafkaDelivery(tag: tag, result: Self.outcome(of: message)))
     }
 
-    /// Gives the collected reports to their receiver, which takes the array over (the next batch gets a new one).
+    /// Gives the collected reports to their receiver, which takes the array over: it is consumed, so the receiver
+    /// holds the only reference and can take it apart in place. The next batch gets a new array, sized like this one.
     private mutating func handOver() {
         guard !batch.isEmpty else { return }
         var reports: [KafkaDelivery] = []
         reports.reserveCapacity(batch.count)
         swap(&reports, &batch)
         if let receiver = routes.receiver(batchRoute) {
-            receiver.receiveDeliveries(reports)
+            receiver.receiveDeliveries(consume reports)
         } else {
             logger.error(
                 """
