@@ -168,7 +168,7 @@ final class KafkaCommitCoordinator: Sendable {
     private enum ThrownFailures { case none, fatal, all }
 
     /// Commits `ledgers`' positions; must run inside the lane.
-    private func commitLocked(_ ledgers: [PartitionLedger], throwing thrown: ThrownFailures = .none) async throws {
+    private func commitLocked(_ ledgers: [PartitionLedger], throwing thrown: ThrownFailures) async throws {
         let positions = ledgers.compactMap { ledger in
             ledger.positionToCommit().map { (ledger, $0) }
         }

@@ -83,8 +83,8 @@ extension StreamElements {
 
 extension Source {
     /// Transforms each element with a synchronous function (fused with neighbouring synchronous stages). The
-    /// function owns the element it is given, so moving its parts into the result (a message's key and value, a
-    /// committable offset) copies nothing.
+    /// function owns the element it is given (the stage keeps no copy of it), so it may move the element's parts
+    /// into its result.
     public func map<T: Sendable>(_ transform: @escaping @Sendable (consuming Output) throws -> T) -> Source<T, Materialized> {
         transformed { $0.fusedCompactMap(transform) }
     }
@@ -102,8 +102,8 @@ extension Source {
 
 extension Flow {
     /// Transforms each element with a synchronous function (fused with neighbouring synchronous stages). The
-    /// function owns the element it is given, so moving its parts into the result (a message's key and value, a
-    /// committable offset) copies nothing.
+    /// function owns the element it is given (the stage keeps no copy of it), so it may move the element's parts
+    /// into its result.
     public func map<T: Sendable>(_ transform: @escaping @Sendable (consuming Output) throws -> T) -> Flow<Input, T, Materialized> {
         transformed { $0.fusedCompactMap(transform) }
     }
