@@ -95,7 +95,7 @@ public final class AsyncWindow<Element: Sendable>: Sendable {
         let reader = state.withLock { state -> CheckedContinuation<Void, Never>? in
             var readerReady = false
             produce { sequence, element in
-                if place(element, at: sequence, in: &state) { readerReady = true }
+                if place(consume element, at: sequence, in: &state) { readerReady = true }
             }
             return readerReady ? state.reader.take() : nil
         }
