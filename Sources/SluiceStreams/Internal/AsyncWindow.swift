@@ -10,10 +10,10 @@ public final class AsyncWindow<Element: Sendable>: Sendable {
     private struct State {
         var issued: UInt64 = 0
         var consumed: UInt64 = 0
-        /// Ordered: a place per reserved sequence number not yet taken, from `consumed` on (`nil` until filled).
-        var places = Deque<Element?>()
+        /// Ordered: a place per reserved sequence number not yet taken, from `consumed` on (empty until filled).
+        var places = SlotRing<Element>()
         /// Unordered: results in completion order.
-        var completed = Deque<Element>()
+        var completed = SlotRing<Element>()
         var isFinished = false
         var failure: (any Error)?
         var reader: CheckedContinuation<Void, Never>?
@@ -106,13 +106,13 @@ public final class AsyncWindow<Element: Sendable>: Sendable {
     @inline(__always)
     private func place(_ element: consuming Element, at sequence: UInt64, in state: inout State) -> Bool {
         guard isOrdered else {
-            state.completed.append(element)
+            state.completed.append(consume element)
             return true
         }
         guard sequence >= state.consumed, sequence - state.consumed < UInt64(state.places.count) else {
             return false  // not reserved, or taken already: ignored
         }
-        state.places[Int(sequence - state.consumed)] = element
+        state.places.put(consume element, at: Int(sequence - state.consumed))
         // The reader waits for the head only: a later place filled first does not make it ready.
         return sequence == state.consumed
     }
@@ -150,17 +150,13 @@ public final class AsyncWindow<Element: Sendable>: Sendable {
                 if let failure = state.failure { return .failed(failure) }
                 var elements: [Element] = []
                 if isOrdered {
-                    // Results are moved out of their places (removeFirst), not copied; an empty head place goes
-                    // back.
-                    while elements.count < maxCount, !state.places.isEmpty {
-                        guard let element = state.places.removeFirst() else {
-                            state.places.prepend(nil)
-                            break
-                        }
+                    // Results are moved out of their places (removeFirst), not copied, up to the first place not
+                    // filled yet.
+                    while elements.count < maxCount, state.places.isFirstFilled, let element = state.places.removeFirst() {
                         elements.append(element)
                     }
                 } else {
-                    while elements.count < maxCount, let element = state.completed.popFirst() {
+                    while elements.count < maxCount, let element = state.completed.removeFirst() {
                         elements.append(element)
                     }
                 }
@@ -190,7 +186,7 @@ public final class AsyncWindow<Element: Sendable>: Sendable {
                         let resumeNow = state.withLock { state in
                             let ready =
                                 state.failure != nil || (state.isFinished && state.consumed == state.issued)
-                                || (isOrdered ? (state.places.first ?? nil) != nil : !state.completed.isEmpty)
+                                || (isOrdered ? state.places.isFirstFilled : !state.completed.isEmpty)
                             if ready { return true }
                             state.reader = continuation
                             return false
