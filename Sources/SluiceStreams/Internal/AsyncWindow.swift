@@ -152,7 +152,9 @@ public final class AsyncWindow<Element: Sendable>: Sendable {
                 if isOrdered {
                     // Results are moved out of their places (removeFirst), not copied, up to the first place not
                     // filled yet.
-                    while elements.count < maxCount, state.places.isFirstFilled, let element = state.places.removeFirst() {
+                    while elements.count < maxCount, state.places.isFirstFilled,
+                        let element = state.places.removeFirst()
+                    {
                         elements.append(element)
                     }
                 } else {
