@@ -5,6 +5,23 @@ rd_kafka_resp_err_t sluice_produce(rd_kafka_t *rk, rd_kafka_topic_t *rkt, int32_
                                    const void *key, size_t key_len, int has_key,
                                    const void *value, size_t value_len, int has_value,
                                    rd_kafka_headers_t *headers, int64_t timestamp, void *opaque) {
+    if (!headers && timestamp == 0) {
+        // The common case, through the plain produce call: rd_kafka_produceva also parses the argument list and
+        // takes and drops a reference on the topic handle (two atomic operations on a cache line the broker
+        // threads share), per message. Same message either way: both end in rd_kafka_msg_new0 with these
+        // arguments (a NULL key or payload is a null key or value; a non-NULL one of length 0 is empty).
+        if (rd_kafka_produce(rkt, partition, RD_KAFKA_MSG_F_COPY,
+                             has_value ? (void *)(value ? value : "") : NULL, has_value ? value_len : 0,
+                             has_key ? (key ? key : "") : NULL, has_key ? key_len : 0, opaque) == 0)
+            return RD_KAFKA_RESP_ERR_NO_ERROR;
+        rd_kafka_resp_err_t code = rd_kafka_last_error();
+        // rd_kafka_produceva reports the fatal error's own code; rd_kafka_produce only says "fatal".
+        if (code == RD_KAFKA_RESP_ERR__FATAL) {
+            rd_kafka_resp_err_t fatal = rd_kafka_fatal_error(rk, NULL, 0);
+            if (fatal != RD_KAFKA_RESP_ERR_NO_ERROR) return fatal;
+        }
+        return code;
+    }
     rd_kafka_vu_t vus[7];
     size_t n = 0;
     vus[n].vtype = RD_KAFKA_VTYPE_RKT; vus[n].u.rkt = rkt; n++;

@@ -6,7 +6,8 @@
 #include <stdint.h>
 #include <stddef.h>
 
-/// Produces one message (payload and key copied) without the variadic `rd_kafka_producev`, which Swift cannot call.
+/// Produces one message (payload and key copied) without the variadic `rd_kafka_producev`, which Swift cannot call:
+/// through `rd_kafka_produce` when there are no headers and no timestamp, else through `rd_kafka_produceva`.
 /// `headers` (may be NULL) is owned by librdkafka on success and must be destroyed by the caller on failure.
 /// `timestamp` of 0 means "now". `partition` of RD_KAFKA_PARTITION_UA lets the partitioner choose.
 rd_kafka_resp_err_t sluice_produce(rd_kafka_t *rk, rd_kafka_topic_t *rkt, int32_t partition,
