@@ -117,6 +117,48 @@ struct ProducerBackpressureTests {
     }
 }
 
+@Suite("Producer refusals against the real broker", .timeLimit(.minutes(2)))
+struct ProducerRefusalTests {
+    /// Sends that librdkafka refuses at once must throw with its own code, whichever librdkafka call Sluice used
+    /// (`rd_kafka_produce` for messages without headers or timestamp, `rd_kafka_produceva` otherwise), and leave
+    /// the producer working.
+    @Test("an unknown partition and an oversized message are refused with librdkafka's code, with and without headers")
+    func refusedAtOnce() async throws {
+        try await withTestTopic(partitions: 1) { topic in
+            let producer = try KafkaProducer(configuration: try await makeTestProducerConfiguration())
+            // A delivered message first: from then on librdkafka knows the topic has one partition.
+            _ = try await producer.send(KafkaProducerMessage(topic: topic, partition: 0, value: [1]))
+            let headers = [KafkaHeader(name: "h", string: "v")]
+            let oversized = [UInt8](repeating: 7, count: 2_000_000)  // message.max.bytes is 1,000,000 by default
+            let cases: [(String, KafkaProducerMessage, KafkaErrorCode)] = [
+                ("unknown partition", KafkaProducerMessage(topic: topic, partition: 7, value: [1]), .unknownPartition),
+                (
+                    "unknown partition, headers",
+                    KafkaProducerMessage(topic: topic, partition: 7, value: [1], headers: headers), .unknownPartition
+                ),
+                ("oversized", KafkaProducerMessage(topic: topic, value: oversized), .messageSizeTooLarge),
+                (
+                    "oversized, timestamp",
+                    KafkaProducerMessage(topic: topic, value: oversized, timestampMilliseconds: 1_700_000_000_000),
+                    .messageSizeTooLarge
+                ),
+            ]
+            for (label, message, expected) in cases {
+                do {
+                    _ = try await producer.send(message)
+                    Issue.record("\(label): accepted")
+                } catch let error as KafkaError {
+                    #expect(error.code == .produce, "\(label): \(error)")
+                    #expect(error.librdkafkaCode == expected, "\(label): \(error)")
+                }
+            }
+            let report = try await producer.send(KafkaProducerMessage(topic: topic, key: [2], value: [3]))
+            #expect(report.partition == 0)
+            try await producer.close()
+        }
+    }
+}
+
 /// Ids recorded by handlers, in call order.
 final class IDRecorder: Sendable {
     let ids = Mutex<[Int]>([])
