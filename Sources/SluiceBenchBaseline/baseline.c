@@ -162,6 +162,8 @@ double sluice_baseline_consume(const char *bootstrap, const char *topic, const c
         {"enable.auto.offset.store", "false"},
         {"queued.max.messages.kbytes", "4096"},
         {"queued.min.messages", "10000"},
+        {"fetch.queue.backoff.ms", "10"},
+        {"fetch.wait.max.ms", "50"},
     };
     struct baseline_state state;
     memset(&state, 0, sizeof state);

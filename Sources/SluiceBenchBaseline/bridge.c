@@ -117,6 +117,7 @@ double sluice_baseline_bridge(const char *bootstrap, const char *input, const ch
         {"session.timeout.ms", "6000"}, {"partition.assignment.strategy", "cooperative-sticky"},
         {"enable.auto.commit", "false"}, {"enable.auto.offset.store", "false"},
         {"queued.max.messages.kbytes", "4096"}, {"queued.min.messages", "10000"}, {"fetch.queue.backoff.ms", "10"},
+        {"fetch.wait.max.ms", "50"},
     };
     rd_kafka_conf_t *consumer_conf = rd_kafka_conf_new();
     if (set_all(consumer_conf, consumer_properties, sizeof consumer_properties / sizeof consumer_properties[0], errbuf, errlen)) {
