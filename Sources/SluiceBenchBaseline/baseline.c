@@ -1,6 +1,7 @@
 // Raw-librdkafka baselines measured against SluiceKafka by `sluice-bench kafka`. See SluiceBenchBaseline.h.
 #define _POSIX_C_SOURCE 200809L
 #include "SluiceBenchBaseline.h"
+#include "baseline_defaults.h"
 
 #include <librdkafka/rdkafka.h>
 #include <stdarg.h>
@@ -21,18 +22,6 @@ static void set_error(char *errbuf, size_t errlen, const char *format, ...) {
     va_start(args, format);
     vsnprintf(errbuf, errlen, format, args);
     va_end(args);
-}
-
-/// Sets every property, failing with librdkafka's message on the first one it rejects.
-static int set_properties(rd_kafka_conf_t *conf, const char *const properties[][2], size_t n, char *errbuf, size_t errlen) {
-    char reason[512];
-    for (size_t i = 0; i < n; i++) {
-        if (rd_kafka_conf_set(conf, properties[i][0], properties[i][1], reason, sizeof reason) != RD_KAFKA_CONF_OK) {
-            set_error(errbuf, errlen, "property %s=%s: %s", properties[i][0], properties[i][1], reason);
-            return -1;
-        }
-    }
-    return 0;
 }
 
 /// What the callbacks record; they run on the thread calling rd_kafka_poll/flush/consume, which is the
@@ -70,29 +59,10 @@ double sluice_baseline_produce(const char *bootstrap, const char *topic, long co
         set_error(errbuf, errlen, "count must be positive and size non-negative");
         return -1;
     }
-    // KafkaClientConfiguration + KafkaProducerConfiguration defaults, property for property.
-    const char *const properties[][2] = {
-        {"bootstrap.servers", bootstrap},
-        {"client.id", "sluice"},
-        {"security.protocol", "plaintext"},
-        {"enable.idempotence", "true"},
-        {"linger.ms", "5"},
-        {"message.timeout.ms", "30000"},
-        {"queue.buffering.max.messages", "100000"},
-        {"queue.buffering.max.kbytes", "1048576"},
-        {"compression.codec", "none"},
-        {"partitioner", "consistent_random"},
-        {"acks", "all"},
-        {"allow.auto.create.topics", "false"},
-        {"topic.metadata.propagation.max.ms", "5000"},
-    };
     struct baseline_state state;
     memset(&state, 0, sizeof state);
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    if (set_properties(conf, properties, sizeof properties / sizeof properties[0], errbuf, errlen) != 0) {
-        rd_kafka_conf_destroy(conf);
-        return -1;
-    }
+    rd_kafka_conf_t *conf = baseline_producer_conf(bootstrap, errbuf, errlen);
+    if (!conf) return -1;
     rd_kafka_conf_set_opaque(conf, &state);
     rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
     rd_kafka_conf_set_error_cb(conf, error_cb);
@@ -149,34 +119,15 @@ double sluice_baseline_consume(const char *bootstrap, const char *topic, const c
         set_error(errbuf, errlen, "count must be positive");
         return -1;
     }
-    // KafkaClientConfiguration + KafkaConsumerConfiguration defaults (session timeout 6 s), property for property.
-    const char *const properties[][2] = {
-        {"bootstrap.servers", bootstrap},
-        {"client.id", "sluice"},
-        {"security.protocol", "plaintext"},
-        {"group.id", group},
-        {"auto.offset.reset", "earliest"},
-        {"session.timeout.ms", "6000"},
-        {"partition.assignment.strategy", "cooperative-sticky"},
-        {"enable.auto.commit", "false"},
-        {"enable.auto.offset.store", "false"},
-        {"queued.max.messages.kbytes", "4096"},
-        {"queued.min.messages", "10000"},
-        {"fetch.queue.backoff.ms", "10"},
-        {"fetch.wait.max.ms", "50"},
-    };
     struct baseline_state state;
     memset(&state, 0, sizeof state);
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    if (set_properties(conf, properties, sizeof properties / sizeof properties[0], errbuf, errlen) != 0) {
-        rd_kafka_conf_destroy(conf);
-        return -1;
-    }
+    rd_kafka_conf_t *conf = baseline_consumer_conf(bootstrap, group, errbuf, errlen);
+    if (!conf) return -1;
     if (fetch_queue_backoff_ms >= 0) {
         char value[32];
         snprintf(value, sizeof value, "%d", fetch_queue_backoff_ms);
         const char *const backoff[][2] = {{"fetch.queue.backoff.ms", value}};
-        if (set_properties(conf, backoff, 1, errbuf, errlen) != 0) {
+        if (baseline_conf_set_all(conf, backoff, 1, errbuf, errlen) != 0) {
             rd_kafka_conf_destroy(conf);
             return -1;
         }

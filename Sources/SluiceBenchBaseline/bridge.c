@@ -1,6 +1,7 @@
 // The at-least-once bridge baseline for `sluice-bench streams`. See SluiceBenchBridge.h.
 #define _POSIX_C_SOURCE 200809L
 #include "SluiceBenchBridge.h"
+#include "baseline_defaults.h"
 
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
@@ -69,17 +70,6 @@ static void commit_delivered(rd_kafka_t *consumer, struct bridge_state *state) {
     state->since_commit = 0;
 }
 
-static int set_all(rd_kafka_conf_t *conf, const char *const properties[][2], size_t n, char *errbuf, size_t errlen) {
-    char reason[512];
-    for (size_t i = 0; i < n; i++) {
-        if (rd_kafka_conf_set(conf, properties[i][0], properties[i][1], reason, sizeof reason) != RD_KAFKA_CONF_OK) {
-            snprintf(errbuf, errlen, "property %s: %s", properties[i][0], reason);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 double sluice_baseline_bridge(const char *bootstrap, const char *input, const char *output, const char *group,
                               long count, int commit_every, char *errbuf, size_t errlen) {
     static struct bridge_state state;
@@ -92,16 +82,9 @@ double sluice_baseline_bridge(const char *bootstrap, const char *input, const ch
     }
     char reason[512];
 
-    // Producer: KafkaProducerConfiguration's defaults.
-    const char *const producer_properties[][2] = {
-        {"bootstrap.servers", bootstrap}, {"enable.idempotence", "true"}, {"linger.ms", "5"}, {"acks", "all"},
-        {"queue.buffering.max.messages", "100000"}, {"queue.buffering.max.kbytes", "1048576"},
-    };
-    rd_kafka_conf_t *producer_conf = rd_kafka_conf_new();
-    if (set_all(producer_conf, producer_properties, sizeof producer_properties / sizeof producer_properties[0], errbuf, errlen)) {
-        rd_kafka_conf_destroy(producer_conf);
-        return -1;
-    }
+    // Producer and consumer: Sluice's defaults, as the Sluice bridge runs them.
+    rd_kafka_conf_t *producer_conf = baseline_producer_conf(bootstrap, errbuf, errlen);
+    if (!producer_conf) return -1;
     rd_kafka_conf_set_opaque(producer_conf, &state);
     rd_kafka_conf_set_dr_msg_cb(producer_conf, bridge_dr_cb);
     rd_kafka_t *producer = rd_kafka_new(RD_KAFKA_PRODUCER, producer_conf, reason, sizeof reason);
@@ -111,19 +94,8 @@ double sluice_baseline_bridge(const char *bootstrap, const char *input, const ch
     }
     rd_kafka_topic_t *output_topic = rd_kafka_topic_new(producer, output, NULL);
 
-    // Consumer: KafkaConsumerConfiguration's defaults with session.timeout.ms=6000.
-    const char *const consumer_properties[][2] = {
-        {"bootstrap.servers", bootstrap}, {"group.id", group}, {"auto.offset.reset", "earliest"},
-        {"session.timeout.ms", "6000"}, {"partition.assignment.strategy", "cooperative-sticky"},
-        {"enable.auto.commit", "false"}, {"enable.auto.offset.store", "false"},
-        {"queued.max.messages.kbytes", "4096"}, {"queued.min.messages", "10000"}, {"fetch.queue.backoff.ms", "10"},
-        {"fetch.wait.max.ms", "50"},
-    };
-    rd_kafka_conf_t *consumer_conf = rd_kafka_conf_new();
-    if (set_all(consumer_conf, consumer_properties, sizeof consumer_properties / sizeof consumer_properties[0], errbuf, errlen)) {
-        rd_kafka_conf_destroy(consumer_conf);
-        return -1;
-    }
+    rd_kafka_conf_t *consumer_conf = baseline_consumer_conf(bootstrap, group, errbuf, errlen);
+    if (!consumer_conf) return -1;
     rd_kafka_t *consumer = rd_kafka_new(RD_KAFKA_CONSUMER, consumer_conf, reason, sizeof reason);
     if (!consumer) {
         snprintf(errbuf, errlen, "consumer: %s", reason);
