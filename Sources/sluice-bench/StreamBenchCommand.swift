@@ -11,7 +11,9 @@ import Synchronization
 /// topic, each with a fresh consumer group:
 /// - plain source → ignore, and committable source → committer, against raw librdkafka consume in C;
 /// - the at-least-once bridge (consume → produce → commit after delivery) against the same bridge in C and against
-///   the Python confluent-kafka consume → produce loop (which commits without waiting for deliveries).
+///   the Python confluent-kafka consume → produce loop (which commits without waiting for deliveries). Sluice's
+///   bridge is committable source → `KafkaProducerStages.committableSink`; the same bridge composed of the producer
+///   flow and a committer stage is measured too, for comparison.
 struct StreamBenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "streams",
@@ -35,7 +37,7 @@ struct StreamBenchCommand: AsyncParsableCommand {
     @Option(help: "Python interpreter for the Python baseline.")
     var python = "python3"
 
-    @Option(help: "Only these workloads, comma-separated (for profiling one): c-consume, plain, committable, bridges (or c-bridge, sluice-bridge, python-bridge). The report needs all of them.")
+    @Option(help: "Only these workloads, comma-separated (for profiling one): c-consume, plain, committable, bridges (or c-bridge, sluice-bridge, sluice-flow-bridge, python-bridge). The report needs all of them.")
     var only: String?
 
     static let logger = warningsOnlyLogger()
@@ -92,14 +94,16 @@ struct StreamBenchCommand: AsyncParsableCommand {
             if wanted("committable") {
                 try await record("committable source → committer") { try await committable(bootstrapServers, input: input) }
             }
-            for name in ["C bridge", "Sluice bridge", "Python bridge"]
+            for name in ["C bridge", "Sluice bridge", "Sluice flow bridge", "Python bridge"]
             where wanted("bridges") || wanted(name.lowercased().replacingOccurrences(of: " ", with: "-")) {
-                let output = "bench-streams-out-\(name.split(separator: " ")[0].lowercased())-\(runID)"
+                let output = "bench-streams-out-\(name.lowercased().replacingOccurrences(of: " ", with: "-"))-\(runID)"
                 try await admin.createTopic(KafkaTopicSpecification(name: output, partitions: Int32(partitions)))
                 switch name {
                 case "C bridge": try await record(name) { try await cBridge(servers, input: input, output: output) }
                 case "Sluice bridge":
                     try await record(name) { try await sluiceBridge(bootstrapServers, input: input, output: output) }
+                case "Sluice flow bridge":
+                    try await record(name) { try await sluiceFlowBridge(bootstrapServers, input: input, output: output) }
                 default:
                     try await record(name, children: true) { try await pythonBridge(servers, input: input, output: output) }
                 }
@@ -121,6 +125,8 @@ struct StreamBenchCommand: AsyncParsableCommand {
             row("Python consume → produce loop", "Python bridge"),
             row("Sluice at-least-once bridge", "Sluice bridge", against: "C bridge", target: ">= 0.7"),
             ["", "", ratio("Sluice bridge", "Python bridge"), "Python loop", ">= 5", ""],
+            row("  the same, producer flow → committer", "Sluice flow bridge", against: "C bridge"),
+            ["", "", ratio("Sluice flow bridge", "Python bridge"), "Python loop", "", ""],
         ]))
         print("(\(grouped(Double(messages))) messages of \(size) bytes, \(partitions) partitions, local Tansu broker; "
             + "msgs/s from the first message to the last one done: received, committed, or delivered and committed; "
@@ -242,35 +248,49 @@ struct StreamBenchCommand: AsyncParsableCommand {
         }
     }
 
+    /// The bridge as Pekko Connectors Kafka writes it: committable source → envelope → committable producer sink.
     func sluiceBridge(_ servers: [String], input: String, output: String) async throws -> Double {
+        try await bridge(servers, input: input, output: output) { producer in
+            KafkaProducerStages.committableSink(producer: producer)
+        }
+    }
+
+    /// The same bridge composed of the producer flow (results in envelope order) and a committer stage.
+    func sluiceFlowBridge(_ servers: [String], input: String, output: String) async throws -> Double {
+        try await bridge(servers, input: input, output: output) { producer in
+            KafkaProducerStages.flow(producer: producer).map(\.passThrough).toMat(KafkaCommitter.sink(), Keep.right)
+        }
+    }
+
+    /// Messages per second through committable source → envelope → `sink`, from the first message to the sink's
+    /// completion: the source stops after the last message, and the sink completes once every message is delivered
+    /// and the last commit landed (as the C bridge ends with a synchronous commit).
+    func bridge(
+        _ servers: [String], input: String, output: String,
+        to sink: (KafkaProducer) -> Sink<ProducerEnvelope<CommittableOffset>, StreamCompletion<Void>>
+    ) async throws -> Double {
         let count = messages
         let seen = AtomicCounter()
-        let delivered = AtomicCounter()
         let first = FirstInstant()
-        let done = OneShotSignal()
+        let last = OneShotSignal()
         let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(bootstrapServers: servers), logger: Self.logger)
         let (control, completion) = try KafkaSource.committable(consumerSettings(servers, input: input), logger: Self.logger)
             .map { message -> ProducerEnvelope<CommittableOffset> in
-                if seen.increment() == 1 { first.mark() }
+                let number = seen.increment()
+                if number == 1 { first.mark() }
+                if number == count { last.fire() }
                 return .single(
                     KafkaProducerMessage(topic: output, key: message.message.key, value: message.message.value),
                     message.committableOffset)
             }
-            .via(KafkaProducerStages.flow(producer: producer))
-            .map { result -> CommittableOffset in
-                _ = delivered.increment()
-                return result.passThrough
-            }
-            .via(KafkaCommitter.flow())
-            .map { _ -> Void in
-                if delivered.value == count && !done.isFired { done.fire() }
-            }
-            .toMat(Sink.ignore(), Keep.both).run()
-        let rate = try await measure(count: count, first: first, done: done) {
-            _ = try await control.drainAndShutdown(completion, timeout: .seconds(30))
-        }
+            .toMat(sink(producer), Keep.both).run()
+        await last.wait()
+        control.stop()
+        try await completion.value()
+        let end = ContinuousClock.now
+        await control.shutdown()
         try await producer.close()
-        return rate
+        return Double(count) / (end - first.instant!).seconds
     }
 }
 

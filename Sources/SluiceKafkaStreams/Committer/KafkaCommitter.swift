@@ -53,78 +53,27 @@ public enum KafkaCommitter {
                         guard await channel.send(contentsOf: chunk) else { return }
                     }
                 }
-                let commits = CommitScheduler<KafkaCommitCoordinator>(limit: settings.parallelism) {
-                    try await $0.commit()
-                }
+                let batcher = CommitBatcher(settings: settings)
                 let clock = ContinuousClock()
-                var coordinators: [ObjectIdentifier: KafkaCommitCoordinator] = [:]
-                var pending = 0
-                var batchStart: ContinuousClock.Instant?
                 var isFinished = false
-
-                func commit() throws -> KafkaCommitBatch {
-                    let batch = KafkaCommitBatch(acknowledgements: pending)
-                    try commits.request(coordinators.values)
-                    coordinators = [:]
-                    pending = 0
-                    batchStart = nil
-                    return batch
-                }
-
-                var lastCoordinator: KafkaCommitCoordinator?
-                var run: [Int64] = []
-                func acknowledge(_ first: CommittableOffset, _ rest: [CommittableOffset]) {
-                    var ledger = first.ledger
-                    run.removeAll(keepingCapacity: true)
-                    run.append(first.offset)
-                    note(ledger.coordinator)
-                    for offset in rest {
-                        if offset.ledger !== ledger {
-                            ledger.acknowledge(contentsOf: run)
-                            run.removeAll(keepingCapacity: true)
-                            ledger = offset.ledger
-                            note(ledger.coordinator)
-                        }
-                        run.append(offset.offset)
-                    }
-                    ledger.acknowledge(contentsOf: run)
-                }
-                /// Every coordinator this stream acknowledged for: each gets a last commit when the stream ends.
-                var acknowledgedFor: [ObjectIdentifier: KafkaCommitCoordinator] = [:]
-                func note(_ coordinator: KafkaCommitCoordinator?) {
-                    // No coordinator: its consumer is gone, and nothing can be committed for the offset any more.
-                    guard let coordinator, coordinator !== lastCoordinator || coordinators.isEmpty else { return }
-                    lastCoordinator = coordinator
-                    coordinators[ObjectIdentifier(coordinator)] = coordinator
-                    acknowledgedFor[ObjectIdentifier(coordinator)] = coordinator
-                }
-
                 return {
                     guard !isFinished else { return nil }
                     pump.start()
                     while true {
-                        let deadline = batchStart.map { $0.advanced(by: settings.maxInterval) }
+                        let deadline = batcher.deadline
                         switch try await pump.channel.receive(until: deadline, clock: deadline == nil ? nil : clock) {
                         case .element(let first):
                             // Chunked: take what else is buffered now (never more than the batch has room for),
                             // and acknowledge each partition's run of offsets under one lock.
-                            let rest = pump.channel.drain(maxCount: settings.maxBatch - pending - 1)
-                            acknowledge(first, rest)
-                            pending += 1 + rest.count
-                            if batchStart == nil { batchStart = clock.now }
-                            if pending >= settings.maxBatch { return try commit() }
+                            let rest = pump.channel.drain(maxCount: batcher.room - 1)
+                            if let batch = try batcher.acknowledge(CollectionOfOne(first)) { return batch }
+                            if let batch = try batcher.acknowledge(rest) { return batch }
                         case .timedOut:
-                            if pending > 0 { return try commit() }
-                            batchStart = nil
+                            if let batch = try batcher.commitIfOverdue() { return batch }
                         case .finished:
                             try Task.checkCancellation()
                             isFinished = true
-                            let last = try commit()
-                            try await commits.waitForAll()
-                            // The last commit must land, or the stream fails with its error: no later commit would
-                            // retry it, and a drain must not report as committed what was not (it is delivered
-                            // again after a restart). Positions already committed make this a no-op.
-                            for coordinator in acknowledgedFor.values { try await coordinator.commitFinal() }
+                            let last = try await batcher.finish()
                             return last.acknowledgements == 0 ? nil : last
                         }
                     }
