@@ -21,19 +21,7 @@ struct CommittableSinkTests {
         let committer = KafkaCommitterSettings(maxBatch: 1000, maxInterval: .milliseconds(200))
         // Sequence % 3: 0 → one message, 1 → two messages, 2 → nothing (offset passed through and committed).
         let (control, completion) = try KafkaSource.committable(try await testSourceSettings(topic: input))
-            .map { message -> ProducerEnvelope<CommittableOffset> in
-                let value = message.message.valueString!
-                switch Int(value.split(separator: ":")[1])! % 3 {
-                case 0:
-                    return .single(KafkaProducerMessage(topic: output, key: message.message.key, value: Array(value.utf8)), message.committableOffset)
-                case 1:
-                    return .multi(
-                        ["a", "b"].map { KafkaProducerMessage(topic: output, key: message.message.key, value: Array("\(value):\($0)".utf8)) },
-                        message.committableOffset)
-                default:
-                    return .passThrough(message.committableOffset)
-                }
-            }
+            .map { sequenceEnvelope($0, output: output) }
             .toMat(KafkaProducerStages.committableSink(producer: producer, committerSettings: committer, parallelism: 64), Keep.both)
             .run()
 
@@ -45,16 +33,7 @@ struct CommittableSinkTests {
         #expect(producer.registeredDeliveryReceiverCount == 0)
         try await producer.close()
 
-        var expected: [String] = []
-        for key in 0..<9 {
-            for sequence in 0..<40 {
-                switch sequence % 3 {
-                case 0: expected.append("key-\(key):\(sequence)")
-                case 1: expected += ["key-\(key):\(sequence):a", "key-\(key):\(sequence):b"]
-                default: break
-                }
-            }
-        }
+        let expected = sequenceEnvelopeValues(keys: 9, perKey: 40)
         let received = try await readValues(of: output, count: expected.count)
         #expect(received.sorted() == expected.sorted())
     }
@@ -142,20 +121,5 @@ struct CommittableSinkTests {
             producer.registeredDeliveryReceiverCount == 0
         }
         try await producer.close()
-    }
-
-    /// Reads values from `topic` from the start until `count` were read and `done` holds for them.
-    private func readValues(of topic: String, count: Int, until done: ([String]) -> Bool = { _ in true }) async throws -> [String] {
-        var configuration = try await makeTestConsumerConfiguration()
-        configuration.autoOffsetReset = .earliest
-        let consumer = try KafkaConsumer(configuration: configuration)
-        try consumer.subscribe(topics: [topic])
-        var received: [String] = []
-        for try await message in consumer.messages {
-            received.append(message.valueString!)
-            if received.count >= count && done(received) { break }
-        }
-        await consumer.close()
-        return received
     }
 }

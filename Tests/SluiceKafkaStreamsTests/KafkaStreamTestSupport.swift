@@ -26,6 +26,52 @@ func produceSequenced(topic: String, keys: Int, perKey: Int, valuePadding: Int =
     return ends.withLock { $0 }
 }
 
+/// The envelope for a message of ``produceSequenced(topic:keys:perKey:valuePadding:)``, by its sequence number modulo
+/// 3: 0 → one message, 1 → two messages (values suffixed ":a" and ":b"), 2 → nothing (the offset is passed through).
+func sequenceEnvelope(_ message: CommittableMessage, output: String) -> ProducerEnvelope<CommittableOffset> {
+    let value = message.message.valueString!
+    switch Int(value.split(separator: ":")[1])! % 3 {
+    case 0:
+        return .single(KafkaProducerMessage(topic: output, key: message.message.key, value: Array(value.utf8)), message.committableOffset)
+    case 1:
+        return .multi(
+            ["a", "b"].map { KafkaProducerMessage(topic: output, key: message.message.key, value: Array("\(value):\($0)".utf8)) },
+            message.committableOffset)
+    default:
+        return .passThrough(message.committableOffset)
+    }
+}
+
+/// The values ``sequenceEnvelope(_:output:)`` produces for `keys` keys of `perKey` messages each.
+func sequenceEnvelopeValues(keys: Int, perKey: Int) -> [String] {
+    var values: [String] = []
+    for key in 0..<keys {
+        for sequence in 0..<perKey {
+            switch sequence % 3 {
+            case 0: values.append("key-\(key):\(sequence)")
+            case 1: values += ["key-\(key):\(sequence):a", "key-\(key):\(sequence):b"]
+            default: break
+            }
+        }
+    }
+    return values
+}
+
+/// Reads values from `topic` from its start (a fresh group) until `count` were read and `done` holds for them.
+func readValues(of topic: String, count: Int, until done: ([String]) -> Bool = { _ in true }) async throws -> [String] {
+    var configuration = try await makeTestConsumerConfiguration()
+    configuration.autoOffsetReset = .earliest
+    let consumer = try KafkaConsumer(configuration: configuration)
+    try consumer.subscribe(topics: [topic])
+    var received: [String] = []
+    for try await message in consumer.messages {
+        received.append(message.valueString!)
+        if received.count >= count && done(received) { break }
+    }
+    await consumer.close()
+    return received
+}
+
 /// Source settings for the test broker with a fresh group (unless given) and a short session timeout.
 func testSourceSettings(topic: String, groupID: String = uniqueTestName("group")) async throws -> KafkaSourceSettings {
     var settings = KafkaSourceSettings(consumer: try await makeTestConsumerConfiguration(groupID: groupID), subscription: .topics([topic]))

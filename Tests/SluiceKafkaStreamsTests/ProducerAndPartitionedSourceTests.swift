@@ -24,20 +24,7 @@ struct ProducerAndPartitionedSourceTests {
         let settings = try await testSourceSettings(topic: input)
         // Sequence % 3: 0 → one message, 1 → two messages, 2 → nothing (offset passed through and committed).
         let bridge = Flow<CommittableMessage, CommittableMessage, Void>()
-            .map { message -> ProducerEnvelope<CommittableOffset> in
-                let sequence = Int(message.message.valueString!.split(separator: ":")[1])!
-                let value = message.message.valueString!
-                switch sequence % 3 {
-                case 0:
-                    return .single(KafkaProducerMessage(topic: output, key: message.message.key, value: Array(value.utf8)), message.committableOffset)
-                case 1:
-                    return .multi(
-                        ["a", "b"].map { KafkaProducerMessage(topic: output, key: message.message.key, value: Array("\(value):\($0)".utf8)) },
-                        message.committableOffset)
-                default:
-                    return .passThrough(message.committableOffset)
-                }
-            }
+            .map { sequenceEnvelope($0, output: output) }
             .via(KafkaProducerStages.flow(producer: producer, parallelism: 64))
             .map { $0.passThrough }
         let (control, completion) = try KafkaSource.committablePartitioned(settings)
@@ -58,26 +45,8 @@ struct ProducerAndPartitionedSourceTests {
         try await producer.close()
 
         // The output topic holds exactly what the envelopes asked for.
-        var readBack = try await makeTestConsumerConfiguration()
-        readBack.autoOffsetReset = .earliest
-        let consumer = try KafkaConsumer(configuration: readBack)
-        try consumer.subscribe(topics: [output])
-        var expected: [String] = []
-        for key in 0..<9 {
-            for sequence in 0..<40 {
-                switch sequence % 3 {
-                case 0: expected.append("key-\(key):\(sequence)")
-                case 1: expected += ["key-\(key):\(sequence):a", "key-\(key):\(sequence):b"]
-                default: break
-                }
-            }
-        }
-        var received: [String] = []
-        for try await message in consumer.messages {
-            received.append(message.valueString!)
-            if received.count == expected.count { break }
-        }
-        await consumer.close()
+        let expected = sequenceEnvelopeValues(keys: 9, perKey: 40)
+        let received = try await readValues(of: output, count: expected.count)
         #expect(received.sorted() == expected.sorted())
         #expect(total == 360)
     }

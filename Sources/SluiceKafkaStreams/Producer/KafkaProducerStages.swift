@@ -4,7 +4,8 @@ public import SluiceStreams
 import Synchronization
 
 /// Producer stages (modelled on Pekko Connectors Kafka's `Producer`): a flow that produces each envelope and emits
-/// its delivery result in order, and sinks built on it.
+/// its delivery result in order, sinks built on it, and a sink that commits each envelope's offset once delivered
+/// (``committableSink(producer:committerSettings:parallelism:)``).
 public enum KafkaProducerStages {
     /// Produces each envelope's messages with `producer` and emits the results in envelope order, keeping at most
     /// `parallelism` envelopes in flight (that bound is the stage's backpressure). The producer is shared: the
