@@ -241,7 +241,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceKafkaTests",
-            dependencies: ["SluiceKafka", "SluiceTesting", "CRDKafka"],
+            dependencies: ["SluiceKafka", "SluiceTesting", "CRDKafka", "SluiceBenchBaseline"],
             swiftSettings: strictSwiftSettings
         ),
     ]

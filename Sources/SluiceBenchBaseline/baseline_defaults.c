@@ -1,4 +1,5 @@
 #include "baseline_defaults.h"
+#include "SluiceBenchBaseline.h"
 
 #include <stdio.h>
 
@@ -60,4 +61,9 @@ rd_kafka_conf_t *baseline_consumer_conf(const char *bootstrap, const char *group
         {"fetch.wait.max.ms", "50"},
     };
     return conf_with(properties, sizeof properties / sizeof properties[0], errbuf, errlen);
+}
+
+void *sluice_baseline_conf(int consumer, const char *bootstrap, const char *group, char *errbuf, size_t errlen) {
+    return consumer ? baseline_consumer_conf(bootstrap, group, errbuf, errlen)
+                    : baseline_producer_conf(bootstrap, errbuf, errlen);
 }

@@ -41,4 +41,9 @@ double sluice_baseline_consume(const char *bootstrap, const char *topic, const c
 #include "SluiceBenchBridge.h"
 #include "SluiceBenchAllocations.h"
 
+/// The librdkafka configuration the baselines give their consumer (`consumer` non-zero, group `group`) or producer,
+/// as an `rd_kafka_conf_t *` the caller destroys with `rd_kafka_conf_destroy`; NULL with the reason in `errbuf`.
+/// For the test that checks the baselines against Sluice's own defaults.
+void *sluice_baseline_conf(int consumer, const char *bootstrap, const char *group, char *errbuf, size_t errlen);
+
 #endif
