@@ -14,7 +14,7 @@ final class CommitBatcher: Sendable {
         var pending = 0
         /// When the batch under way got its first acknowledgement.
         var batchStart: ContinuousClock.Instant?
-        /// Whoever waits in ``nextDeadline()`` for a batch to start.
+        /// Whoever waits in ``waitForBatch()`` for a batch to start.
         var startWaiter: CheckedContinuation<Void, Never>?
     }
 
@@ -81,9 +81,9 @@ final class CommitBatcher: Sendable {
     /// Asks for the commit of the batch under way if it is due by time (the reader of ``deadline`` calls it once
     /// that passed), and ends an empty batch.
     /// - Returns: the batch whose commit was asked for, if any.
-    func commitIfOverdue(now: ContinuousClock.Instant = .now) throws -> KafkaCommitBatch? {
+    func commitIfOverdue() throws -> KafkaCommitBatch? {
         let due: DueBatch? = state.withLock { state in
-            guard let start = state.batchStart, start.advanced(by: settings.maxInterval) <= now else { return nil }
+            guard let start = state.batchStart, start.advanced(by: settings.maxInterval) <= .now else { return nil }
             guard state.pending > 0 else {
                 state.batchStart = nil
                 return nil

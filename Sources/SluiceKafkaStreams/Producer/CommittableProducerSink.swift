@@ -48,7 +48,7 @@ extension KafkaProducerStages {
                 while try await group.next() != nil {}
             }
         } catch {
-            inFlight.abandonRemaining()
+            inFlight.stopSending()
             throw error
         }
         try Task.checkCancellation()

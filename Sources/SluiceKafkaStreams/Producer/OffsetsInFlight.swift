@@ -99,19 +99,16 @@ final class OffsetsInFlight: KafkaDeliveryReceiver {
         if let done { unregister(done) }
     }
 
-    /// Waits until every slot was reported.
+    /// Waits until every slot was reported, then stops sending (``stopSending()``).
     /// - Throws: the first delivery failure, or `CancellationError`.
     func finish() async throws {
         try await waitUntil { $0.inFlight == 0 }
-        let done = state.withLock { state in
-            state.isFinished = true
-            return Self.routeIfDone(&state)
-        }
-        if let done { unregister(done) }
+        stopSending()
     }
 
-    /// The sink stops early (it failed or was cancelled): unregister once the reports of what was sent are in.
-    func abandonRemaining() {
+    /// The sink sends no more (it finished, failed or was cancelled): the receiver unregisters once the reports of
+    /// what was sent are in (at once if they are).
+    func stopSending() {
         let done = state.withLock { state in
             state.isFinished = true
             return Self.routeIfDone(&state)
